@@ -1,0 +1,38 @@
+"""invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
+
+from ._version import __version__
+from .checksum import checksum, tampered, verify
+from .errors import (
+    InvoicekitError,
+    MissingDependencyError,
+    NotAStoreError,
+    StoreError,
+    StoreSchemaError,
+    UsageError,
+    ValidationError,
+)
+from .io import init_db, read_central, read_local, write_central, write_local
+from .schema import InvoiceSet
+from .validate import ValidationReport, validate
+
+__all__ = [
+    "__version__",
+    "InvoiceSet",
+    "read_local",
+    "write_local",
+    "read_central",
+    "write_central",
+    "init_db",
+    "validate",
+    "ValidationReport",
+    "checksum",
+    "verify",
+    "tampered",
+    "InvoicekitError",
+    "UsageError",
+    "MissingDependencyError",
+    "StoreError",
+    "NotAStoreError",
+    "StoreSchemaError",
+    "ValidationError",
+]

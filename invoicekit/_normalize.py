@@ -1,0 +1,144 @@
+"""Raw store-shaped rows -> canonical :class:`InvoiceSet`, in one vectorised DuckDB pass.
+
+Every loader (offline SQLite, central database, sample files) produces an Arrow table
+in the *raw* shape below and hands it here, so parsing rules live in one place:
+
+``source_row`` int64, ``id``, ``invoice_number``, ``client_data`` (JSON text),
+``line_items`` (JSON text), ``total_amount`` (double, as SQLite hands it, or null),
+``total_text`` (decimal or unparseable text, used when ``total_amount`` is null),
+``currency``, ``created_at``/``modified_at``/``deleted_at`` (text or timestamps),
+``version``, ``sync_status``, ``checksum``, ``source``.
+
+What cannot be parsed is not dropped: the canonical field becomes null and a row in
+``problems`` says which source row, field and rule.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from . import _duck
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet
+
+RAW_COLUMNS = [
+    "source_row", "id", "invoice_number", "client_data", "line_items", "total_amount",
+    "total_text", "currency", "created_at", "modified_at", "deleted_at", "version",
+    "sync_status", "checksum", "source",
+]
+
+_CLIENT_STRUCT = '{"name":"VARCHAR","email":"VARCHAR","address":"VARCHAR","tax_id":"VARCHAR"}'
+_LINE_STRUCT = '[{"description":"VARCHAR","quantity":"VARCHAR","unit_price":"VARCHAR"}]'
+
+_INVOICES_SQL = f"""
+CREATE TEMP TABLE inv AS
+WITH base AS (
+  SELECT *,
+    coalesce(CASE WHEN json_valid(client_data) THEN json_type(client_data) END = 'OBJECT', false) AS client_ok,
+    coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false) AS lines_ok,
+    CASE WHEN total_amount IS NOT NULL THEN TRY_CAST(total_amount AS DECIMAL(12,2))
+         ELSE TRY_CAST(trim(total_text) AS DECIMAL(12,2)) END AS total_dec,
+    CASE WHEN total_amount IS NOT NULL
+           THEN TRY_CAST(TRY_CAST(total_amount AS DECIMAL(12,2)) AS DOUBLE) = total_amount
+         ELSE TRY_CAST(trim(total_text) AS DECIMAL(38,10)) = TRY_CAST(trim(total_text) AS DECIMAL(12,2))
+    END AS total_exact
+  FROM raw
+), parsed AS (
+  SELECT *, CASE WHEN client_ok THEN from_json(client_data, '{_CLIENT_STRUCT}') END AS c FROM base
+)
+SELECT
+  source_row::BIGINT AS source_row, id::VARCHAR AS id, invoice_number::VARCHAR AS invoice_number,
+  c.name AS client_name, c.email AS client_email, c.address AS client_address, c.tax_id AS client_tax_id,
+  client_data::VARCHAR AS client_data, line_items::VARCHAR AS line_items, currency::VARCHAR AS currency,
+  CASE WHEN total_exact THEN total_dec END AS total,
+  TRY_CAST(created_at AS TIMESTAMPTZ) AS created_at,
+  TRY_CAST(modified_at AS TIMESTAMPTZ) AS modified_at,
+  TRY_CAST(version AS BIGINT) AS version,
+  sync_status::VARCHAR AS sync_status, checksum::VARCHAR AS checksum,
+  TRY_CAST(deleted_at AS TIMESTAMPTZ) AS deleted_at,
+  source::VARCHAR AS source,
+  client_ok, lines_ok,
+  (total_amount IS NOT NULL OR total_text IS NOT NULL) AND NOT coalesce(total_exact, false) AS total_bad,
+  coalesce(total_amount::VARCHAR, total_text) AS total_raw,
+  created_at IS NOT NULL AND TRY_CAST(created_at AS TIMESTAMPTZ) IS NULL AS created_bad,
+  modified_at IS NOT NULL AND TRY_CAST(modified_at AS TIMESTAMPTZ) IS NULL AS modified_bad,
+  deleted_at IS NOT NULL AND TRY_CAST(deleted_at AS TIMESTAMPTZ) IS NULL AS deleted_bad,
+  created_at::VARCHAR AS created_raw, modified_at::VARCHAR AS modified_raw, deleted_at::VARCHAR AS deleted_raw
+FROM parsed
+"""
+
+_LINES_SQL = f"""
+CREATE TEMP TABLE ln AS
+WITH items AS (
+  SELECT id AS invoice_id, source, source_row,
+    unnest(from_json(line_items, '{_LINE_STRUCT}')) AS item,
+    unnest(range(1, json_array_length(line_items)::BIGINT + 1)) AS line_no
+  FROM inv WHERE lines_ok
+)
+SELECT invoice_id, line_no::INTEGER AS line_no, source, source_row,
+  item.description AS description,
+  TRY_CAST(trim(item.quantity) AS DECIMAL(12,3)) AS quantity,
+  TRY_CAST(trim(item.unit_price) AS DECIMAL(12,2)) AS unit_price,
+  item.quantity AS quantity_raw, item.unit_price AS unit_price_raw,
+  TRY_CAST(trim(item.quantity) AS DECIMAL(38,10)) AS quantity_wide,
+  TRY_CAST(trim(item.unit_price) AS DECIMAL(38,10)) AS unit_price_wide
+FROM items
+"""
+
+_PROBLEMS_SQL = """
+SELECT source, source_row, id, 'unparseable_json' AS rule, 'client_data' AS field,
+       left(client_data, 80) AS value,
+       'client_data is not a JSON object' AS message
+FROM inv WHERE client_data IS NOT NULL AND NOT client_ok
+UNION ALL
+SELECT source, source_row, id, 'unparseable_json', 'line_items', left(line_items, 80),
+       'line_items is not a JSON array'
+FROM inv WHERE line_items IS NOT NULL AND NOT lines_ok
+UNION ALL
+SELECT source, source_row, id, 'not_numeric', 'total', total_raw,
+       'total_amount is not a number with at most 2 decimals'
+FROM inv WHERE total_bad
+UNION ALL
+SELECT source, source_row, id, 'bad_timestamp', 'created_at', created_raw, 'created_at is not a timestamp'
+FROM inv WHERE created_bad
+UNION ALL
+SELECT source, source_row, id, 'bad_timestamp', 'modified_at', modified_raw, 'modified_at is not a timestamp'
+FROM inv WHERE modified_bad
+UNION ALL
+SELECT source, source_row, id, 'bad_timestamp', 'deleted_at', deleted_raw, 'deleted_at is not a timestamp'
+FROM inv WHERE deleted_bad
+UNION ALL
+SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].quantity',
+       quantity_raw, 'quantity is missing or not a number with at most 3 decimals'
+FROM ln WHERE quantity IS NULL OR quantity_wide IS DISTINCT FROM quantity
+UNION ALL
+SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].unit_price',
+       unit_price_raw, 'unit_price is missing or not a number with at most 2 decimals'
+FROM ln WHERE unit_price IS NULL OR unit_price_wide IS DISTINCT FROM unit_price
+"""
+
+
+def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
+    """Parse a raw store-shaped Arrow table into an :class:`InvoiceSet` (see module doc).
+
+    ``lines=False`` leaves the lines frame empty (the ``line_items`` text is kept).
+    """
+    con = _duck.connect(raw=raw.select(RAW_COLUMNS))
+    try:
+        con.execute(_INVOICES_SQL)
+        con.execute(_LINES_SQL if lines else _LINES_SQL.replace("WHERE lines_ok", "WHERE false"))
+        invoices = _duck.arrow(con, f"SELECT {', '.join(INVOICE_SCHEMA.names)} FROM inv")
+        lines = _duck.arrow(
+            con,
+            """SELECT invoice_id, line_no, description,
+                      CASE WHEN quantity_wide = quantity THEN quantity END AS quantity,
+                      CASE WHEN unit_price_wide = unit_price THEN unit_price END AS unit_price,
+                      CASE WHEN quantity_wide = quantity AND unit_price_wide = unit_price
+                           THEN ROUND(quantity * unit_price, 2)::DECIMAL(12,2) END AS line_total
+               FROM ln""",
+        )
+        problems = _duck.arrow(con, _PROBLEMS_SQL + " ORDER BY source, source_row, field")
+    finally:
+        con.close()
+    return InvoiceSet.from_arrow(
+        invoices.cast(INVOICE_SCHEMA), lines.cast(LINE_SCHEMA), problems.cast(PROBLEM_SCHEMA)
+    )

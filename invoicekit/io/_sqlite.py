@@ -1,0 +1,108 @@
+"""SQLite plumbing shared by the offline store and the embedded central store.
+
+Reads go through the ADBC SQLite driver straight into Arrow. ADBC infers a column's
+type from its first values, which a column starting with NULLs (or mixing SQLite storage
+classes) defeats; every select here is therefore preceded by one typed sentinel row that
+fixes the types and is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import NotAStoreError, StoreSchemaError
+
+_SENTINEL = {"text": "'x'", "real": "0.5", "int": "0"}
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def open_checked(path: str | os.PathLike, *, tables: Sequence[str], readonly: bool = True) -> sqlite3.Connection:
+    """Open ``path``; raise a typed error naming the file when it is missing, not SQLite,
+    corrupt, or lacks ``tables``."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise NotAStoreError(f"{path}: no such file", store=path)
+    if os.path.isdir(path):
+        raise NotAStoreError(f"{path}: is a directory, expected a SQLite file", store=path)
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise NotAStoreError(f"{path}: not a SQLite database (bad file header)", store=path)
+    uri = f"file:{_quote(path)}?mode={'ro' if readonly else 'rw'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise NotAStoreError(f"{path}: not a usable SQLite database ({exc})", store=path) from exc
+    missing = [t for t in tables if t not in have]
+    if missing:
+        conn.close()
+        raise StoreSchemaError(
+            f"{path}: missing table(s) {', '.join(missing)}; expected the offline store schema "
+            f"(transactions, sync_queue, app_settings)",
+            store=path,
+            missing=missing,
+        )
+    return conn
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.path.abspath(path))
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """Names of ``table``'s columns."""
+    return {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+
+
+def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: str, params: Sequence = ()) -> pa.Table:
+    """``SELECT <expr AS name, ...> FROM ...`` as Arrow; ``select`` is (expr, name, kind) with
+    kind in text/real/int. The query is read-only and runs in one snapshot."""
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    sentinel = ", ".join(f"{_SENTINEL[kind]} AS \"{name}\"" for _, name, kind in select)
+    body = ", ".join(f"{expr}" for expr, _, _ in select)
+    sql = f"SELECT 0 AS _s, {sentinel} UNION ALL SELECT 1, {body} FROM {from_sql}"
+    try:
+        with adbc_sqlite.connect(f"file:{_quote(path)}?mode=ro") as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql, list(params) if params else None)
+                table = cur.fetch_arrow_table()
+            finally:
+                cur.close()
+    except adbc_sqlite.Error as exc:
+        raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
+    table = table.filter(pc.equal(table.column("_s"), 1))
+    return table.drop_columns(["_s"])
+
+
+@contextmanager
+def write_transaction(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
+    """A write transaction with the toolkit's durability settings: WAL,
+    ``synchronous=FULL``, a busy timeout and ``BEGIN IMMEDIATE``. Commits on success,
+    rolls back on any error."""
+    conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

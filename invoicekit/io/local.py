@@ -1,0 +1,163 @@
+"""The offline store: SQLite files in the field devices' schema.
+
+Files written by other software in this schema load unchanged. The toolkit's own
+additions are additive columns that older stores simply lack (``currency``,
+``deleted_at``); when ``currency`` is absent the store's ``app_settings`` key
+``default_currency`` (JSON text or plain) is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pyarrow as pa
+
+from .. import _duck
+from .._normalize import normalize
+from ..schema import InvoiceSet
+from ..errors import NotAStoreError
+from . import _sqlite
+
+__all__ = ["read_local", "write_local", "create_local", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]
+
+OFFLINE_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS transactions (id TEXT PRIMARY KEY, invoice_number TEXT, client_data TEXT, line_items TEXT, total_amount DECIMAL(10,2), created_at TIMESTAMP, modified_at TIMESTAMP, sync_status TEXT DEFAULT 'pending', checksum TEXT, version INTEGER DEFAULT 1);
+CREATE TABLE IF NOT EXISTS sync_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, transaction_id TEXT, operation TEXT, payload TEXT, retry_count INTEGER DEFAULT 0, created_at TIMESTAMP, FOREIGN KEY (transaction_id) REFERENCES transactions(id));
+CREATE TABLE IF NOT EXISTS app_settings (key TEXT PRIMARY KEY, value TEXT, sync_required BOOLEAN DEFAULT 0);
+CREATE INDEX IF NOT EXISTS idx_sync_status ON transactions(sync_status);
+CREATE INDEX IF NOT EXISTS idx_created_at ON transactions(created_at);
+"""
+
+#: columns the toolkit adds to ``transactions``; stores without them still load
+ADDITIVE_COLUMNS = {"currency": "TEXT", "deleted_at": "TIMESTAMP"}
+
+REQUIRED_TABLES = ("transactions", "sync_queue", "app_settings")
+
+
+def _default_currency(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM app_settings WHERE key = 'default_currency'").fetchone()
+    if row is None or row[0] is None:
+        return None
+    value = row[0]
+    try:
+        value = json.loads(value)
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def read_local(path: str | os.PathLike) -> InvoiceSet:
+    """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
+
+    Raises :class:`~invoicekit.errors.NotAStoreError` for a missing, non-SQLite or
+    corrupt file and :class:`~invoicekit.errors.StoreSchemaError` for one lacking the
+    offline tables. Rows that do not parse are kept and listed in ``.problems``.
+    """
+    path = os.fspath(path)
+    conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
+    try:
+        have = _sqlite.columns(conn, "transactions")
+        default_currency = _default_currency(conn)
+    except sqlite3.DatabaseError as exc:
+        raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
+    finally:
+        conn.close()
+    currency = "CAST(currency AS TEXT)" if "currency" in have else "NULL"
+    if default_currency is not None:
+        currency = f"COALESCE({currency}, ?)"
+    deleted = "CAST(deleted_at AS TEXT)" if "deleted_at" in have else "NULL"
+    select = [
+        ("rowid", "source_row", "int"),
+        ("CAST(id AS TEXT)", "id", "text"),
+        ("CAST(invoice_number AS TEXT)", "invoice_number", "text"),
+        ("CAST(client_data AS TEXT)", "client_data", "text"),
+        ("CAST(line_items AS TEXT)", "line_items", "text"),
+        ("CASE WHEN typeof(total_amount) IN ('integer','real') THEN CAST(total_amount AS REAL) END",
+         "total_amount", "real"),
+        ("CASE WHEN typeof(total_amount) NOT IN ('integer','real','null') THEN CAST(total_amount AS TEXT) END",
+         "total_text", "text"),
+        (currency, "currency", "text"),
+        ("CAST(created_at AS TEXT)", "created_at", "text"),
+        ("CAST(modified_at AS TEXT)", "modified_at", "text"),
+        (deleted, "deleted_at", "text"),
+        ("CAST(version AS TEXT)", "version", "text"),
+        ("CAST(sync_status AS TEXT)", "sync_status", "text"),
+        ("CAST(checksum AS TEXT)", "checksum", "text"),
+    ]
+    params = [default_currency] if default_currency is not None else []
+    raw = _sqlite.select_arrow(path, select, "transactions", params)
+    raw = raw.append_column("source", pa.array([path] * raw.num_rows, pa.string()))
+    return normalize(raw)
+
+
+def create_local(path: str | os.PathLike) -> None:
+    """Create (or complete) an offline store at ``path``: the devices' schema plus the
+    toolkit's additive columns. Idempotent."""
+    with _sqlite.write_transaction(path) as conn:
+        _ensure_schema(conn)
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    for stmt in OFFLINE_SCHEMA_SQL.strip().split(";\n"):
+        if stmt.strip():
+            conn.execute(stmt)
+    have = _sqlite.columns(conn, "transactions")
+    for name, decl in ADDITIVE_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE transactions ADD COLUMN {name} {decl}")
+
+
+_UPSERT = """
+INSERT INTO transactions (id, invoice_number, client_data, line_items, total_amount, created_at,
+                          modified_at, sync_status, checksum, version, currency, deleted_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO UPDATE SET
+  invoice_number = excluded.invoice_number, client_data = excluded.client_data,
+  line_items = excluded.line_items, total_amount = excluded.total_amount,
+  created_at = excluded.created_at, modified_at = excluded.modified_at,
+  sync_status = excluded.sync_status, checksum = excluded.checksum, version = excluded.version,
+  currency = excluded.currency, deleted_at = excluded.deleted_at
+"""
+
+
+def _offline_rows(invoice_set: InvoiceSet) -> list[tuple]:
+    """The invoices as offline-schema tuples: total as a float (as devices store it),
+    timestamps as ISO text in UTC without offset (as devices write ``utcnow().isoformat()``)."""
+    con = _duck.connect(inv=invoice_set.invoices_table())
+    table = _duck.arrow(
+        con,
+        """SELECT id, invoice_number, client_data, line_items,
+                  CAST(CAST(total AS VARCHAR) AS DOUBLE) AS total_amount,
+                  strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f') AS created_at,
+                  strftime(modified_at, '%Y-%m-%dT%H:%M:%S.%f') AS modified_at,
+                  sync_status, checksum, version, currency,
+                  strftime(deleted_at, '%Y-%m-%dT%H:%M:%S.%f') AS deleted_at
+           FROM inv""",
+    )
+    con.close()
+    return list(zip(*(col.to_pylist() for col in table.columns)))
+
+
+def write_local(invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True) -> int:
+    """Upsert ``invoice_set`` into the offline store at ``path`` (created if missing).
+
+    One ``BEGIN IMMEDIATE`` transaction in WAL mode with ``synchronous=FULL``: either
+    every row is written or none is. Writing the same set twice leaves the same file
+    content. With ``validate`` (default) the set is checked first and a
+    :class:`~invoicekit.errors.ValidationError` leaves the store untouched.
+    Returns the number of rows written.
+    """
+    from ..validate import validate as _validate
+
+    if validate:
+        _validate(invoice_set, strict=True)
+    rows = _offline_rows(invoice_set)
+    path = os.fspath(path)
+    if os.path.exists(path):
+        _sqlite.open_checked(path, tables=REQUIRED_TABLES).close()
+    with _sqlite.write_transaction(path) as conn:
+        _ensure_schema(conn)
+        conn.executemany(_UPSERT, rows)
+    return len(rows)

@@ -1,0 +1,225 @@
+"""The canonical invoice data model: :class:`InvoiceSet` and its column types.
+
+An ``InvoiceSet`` holds two pandas DataFrames whose columns are all
+pyarrow-backed (``pd.ArrowDtype``), so they move to and from DuckDB and Arrow
+without copies and money stays exact:
+
+``invoices`` (one row per invoice)
+    ===============  ==========================  ===============================================
+    column           dtype                        meaning
+    ===============  ==========================  ===============================================
+    id               string                       globally unique id (UUID text on devices)
+    invoice_number   string                       human invoice number
+    client_name      string                       parsed from ``client_data``
+    client_email     string                       parsed from ``client_data``
+    client_address   string                       parsed from ``client_data``
+    client_tax_id    string                       parsed from ``client_data``
+    client_data      string                       client JSON text exactly as stored (checksummed)
+    line_items       string                       line-item JSON text exactly as stored (checksummed)
+    currency         string                       ISO 4217 code
+    total            decimal128(12, 2)            invoice total, exact
+    created_at       timestamp[us, tz=UTC]        creation time
+    modified_at      timestamp[us, tz=UTC]        last modification
+    version          int64                        optimistic-concurrency version, starts at 1
+    sync_status      string                       pending / syncing / synced / conflict / error
+    checksum         string                       stored SHA-256 hex (see :mod:`invoicekit.checksum`)
+    deleted_at       timestamp[us, tz=UTC]        tombstone time; null while the invoice lives
+    source           string                       file or URL the row was read from
+    source_row       int64                        row in that source (SQLite rowid, 1-based line)
+    ===============  ==========================  ===============================================
+
+``lines`` (one row per line item)
+    ``invoice_id`` string, ``line_no`` int32 (1-based position in ``line_items``),
+    ``description`` string, ``quantity`` decimal128(12, 3), ``unit_price`` decimal128(12, 2),
+    ``line_total`` decimal128(12, 2) = quantity x unit_price rounded half away from zero
+    to the cent.
+
+Money is never float64: amounts are ``decimal128`` with two decimal places, which is
+what both the offline schema (``DECIMAL(10,2)``) and the central one (``NUMERIC(12,2)``)
+hold.  ``problems`` lists what the loader could not parse (see
+:func:`invoicekit.validate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+
+from ._html import frame_html, page
+from .errors import UsageError
+
+__all__ = ["InvoiceSet", "INVOICE_SCHEMA", "LINE_SCHEMA", "PROBLEM_SCHEMA", "MONEY", "QUANTITY"]
+
+MONEY = pa.decimal128(12, 2)
+QUANTITY = pa.decimal128(12, 3)
+TS = pa.timestamp("us", tz="UTC")
+
+INVOICE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("invoice_number", pa.string()),
+        ("client_name", pa.string()),
+        ("client_email", pa.string()),
+        ("client_address", pa.string()),
+        ("client_tax_id", pa.string()),
+        ("client_data", pa.string()),
+        ("line_items", pa.string()),
+        ("currency", pa.string()),
+        ("total", MONEY),
+        ("created_at", TS),
+        ("modified_at", TS),
+        ("version", pa.int64()),
+        ("sync_status", pa.string()),
+        ("checksum", pa.string()),
+        ("deleted_at", TS),
+        ("source", pa.string()),
+        ("source_row", pa.int64()),
+    ]
+)
+
+LINE_SCHEMA = pa.schema(
+    [
+        ("invoice_id", pa.string()),
+        ("line_no", pa.int32()),
+        ("description", pa.string()),
+        ("quantity", QUANTITY),
+        ("unit_price", MONEY),
+        ("line_total", MONEY),
+    ]
+)
+
+PROBLEM_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("source_row", pa.int64()),
+        ("id", pa.string()),
+        ("rule", pa.string()),
+        ("field", pa.string()),
+        ("value", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
+def to_frame(table: pa.Table, schema: pa.Schema) -> pd.DataFrame:
+    """Arrow table -> DataFrame with exactly ``schema``'s columns and ArrowDtypes."""
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise UsageError(f"table lacks column(s) {missing}; expected {schema.names}")
+    table = table.select(schema.names).cast(schema)
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """DataFrame -> Arrow table cast to ``schema`` (raises naming missing columns)."""
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise UsageError(f"frame lacks column(s) {missing}; expected {schema.names}")
+    table = pa.Table.from_pandas(frame[schema.names], preserve_index=False)
+    return table.cast(schema)
+
+
+def empty(schema: pa.Schema) -> pd.DataFrame:
+    """An empty DataFrame with ``schema``'s columns and dtypes."""
+    return to_frame(schema.empty_table(), schema)
+
+
+@dataclass(frozen=True)
+class InvoiceSet:
+    """Invoices and their line items, in the canonical column types (see module doc).
+
+    Build one with a loader (:func:`invoicekit.read_local`, :func:`invoicekit.read_central`),
+    from :mod:`invoicekit.samples`, or with :meth:`from_frames`. Nothing in the toolkit
+    mutates an ``InvoiceSet``: every step returns a new one.
+    """
+
+    invoices: pd.DataFrame
+    lines: pd.DataFrame
+    problems: pd.DataFrame = field(default_factory=lambda: empty(PROBLEM_SCHEMA))
+
+    @classmethod
+    def from_arrow(
+        cls, invoices: pa.Table, lines: pa.Table, problems: pa.Table | None = None
+    ) -> "InvoiceSet":
+        """Build from Arrow tables carrying (at least) the canonical columns."""
+        probs = to_frame(problems, PROBLEM_SCHEMA) if problems is not None else empty(PROBLEM_SCHEMA)
+        return cls(to_frame(invoices, INVOICE_SCHEMA), to_frame(lines, LINE_SCHEMA), probs)
+
+    @classmethod
+    def from_frames(
+        cls, invoices: pd.DataFrame, lines: pd.DataFrame, problems: pd.DataFrame | None = None
+    ) -> "InvoiceSet":
+        """Build from DataFrames, casting every column to its canonical dtype."""
+        return cls.from_arrow(
+            to_table(invoices, INVOICE_SCHEMA),
+            to_table(lines, LINE_SCHEMA),
+            None if problems is None else to_table(problems, PROBLEM_SCHEMA),
+        )
+
+    @classmethod
+    def concat(cls, sets: Iterable["InvoiceSet"]) -> "InvoiceSet":
+        """Stack several sets (e.g. one per device) into one; ids are not deduplicated."""
+        sets = list(sets)
+        if not sets:
+            return cls(empty(INVOICE_SCHEMA), empty(LINE_SCHEMA))
+        return cls(
+            pd.concat([s.invoices for s in sets], ignore_index=True),
+            pd.concat([s.lines for s in sets], ignore_index=True),
+            pd.concat([s.problems for s in sets], ignore_index=True),
+        )
+
+    def invoices_table(self) -> pa.Table:
+        """The invoices as an Arrow table in :data:`INVOICE_SCHEMA`."""
+        return to_table(self.invoices, INVOICE_SCHEMA)
+
+    def lines_table(self) -> pa.Table:
+        """The lines as an Arrow table in :data:`LINE_SCHEMA`."""
+        return to_table(self.lines, LINE_SCHEMA)
+
+    def __len__(self) -> int:
+        return len(self.invoices)
+
+    def summary(self) -> pd.DataFrame:
+        """Counts and exact totals per currency (live invoices; tombstones counted apart)."""
+        inv = self.invoices
+        live = inv[inv["deleted_at"].isna()]
+        if live.empty:
+            out = pd.DataFrame({"currency": [], "invoices": [], "total": [], "first": [], "last": []})
+        else:
+            out = (
+                live.groupby("currency", dropna=False)
+                .agg(
+                    invoices=("id", "size"),
+                    total=("total", "sum"),
+                    first=("created_at", "min"),
+                    last=("created_at", "max"),
+                )
+                .reset_index()
+            )
+        out.attrs["deleted"] = int(inv["deleted_at"].notna().sum())
+        out.attrs["lines"] = len(self.lines)
+        out.attrs["problems"] = len(self.problems)
+        return out
+
+    def _repr_html_(self) -> str:
+        s = self.summary()
+        head = (
+            f"<b>InvoiceSet</b>: {len(self.invoices):,} invoices "
+            f"({s.attrs['deleted']:,} deleted), {len(self.lines):,} lines, "
+            f"{len(self.problems):,} load problems"
+        )
+        return head + frame_html(s) + frame_html(self.invoices.head(5), caption="first invoices")
+
+    def to_html(self, path: str) -> None:
+        """Write a standalone HTML page with the summary and the first rows."""
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page("InvoiceSet", self._repr_html_()))
+
+    def __repr__(self) -> str:
+        return (
+            f"InvoiceSet({len(self.invoices):,} invoices, {len(self.lines):,} lines, "
+            f"{len(self.problems):,} problems)"
+        )
