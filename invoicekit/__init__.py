@@ -1,7 +1,7 @@
 """invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
 
 from ._version import __version__
-from .checksum import checksum, tampered, verify
+from .integrity import checksum, tampered, verify
 from .errors import (
     InvoicekitError,
     MissingDependencyError,

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from . import _duck
 from ._html import frame_html
-from .checksum import checksum
+from .integrity import checksum
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
 
 __all__ = [
@@ -293,8 +293,8 @@ def make_scenario(
     n_new = new_per_device * len(devices)
     base = make_invoices(n_central + n_new, seed=seed, source="central")
     inv = base.invoices
-    inv["version"] = pd.Series(rng.integers(1, 4, len(inv)), dtype="int64[pyarrow]")
     central_mask = np.arange(len(inv)) < n_central
+    inv["version"] = pd.Series(np.where(central_mask, rng.integers(1, 4, len(inv)), 1), dtype="int64[pyarrow]")
     holder = np.where(rng.random(len(inv)) < 0.8, rng.integers(0, len(devices), len(inv)), -1)
     for d, name in enumerate(devices):
         if name in single_currency:
@@ -307,6 +307,11 @@ def make_scenario(
              "deleted_local": 0.08, "deleted_central": 0.08}
     situation = np.where(holder >= 0, rng.choice(list(probs), len(inv), p=list(probs.values())), "central_only")
     situation[~central_mask] = "new_offline"
+    for d in range(len(devices)):  # every device shows every situation, however small the set
+        for sit in probs:
+            if not np.any((holder == d) & (situation == sit)):
+                spare = np.flatnonzero((holder == d) & (situation == "synced") & central_mask)
+                situation[spare[0]] = sit
     both_same_field = (rng.random(len(inv)) < 0.5) & (situation == "edited_both")
     ids = inv["id"].to_numpy()
 

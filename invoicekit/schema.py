@@ -22,7 +22,7 @@ without copies and money stays exact:
     modified_at      timestamp[us, tz=UTC]        last modification
     version          int64                        optimistic-concurrency version, starts at 1
     sync_status      string                       pending / syncing / synced / conflict / error
-    checksum         string                       stored SHA-256 hex (see :mod:`invoicekit.checksum`)
+    checksum         string                       stored SHA-256 hex (see :mod:`invoicekit.integrity`)
     deleted_at       timestamp[us, tz=UTC]        tombstone time; null while the invoice lives
     source           string                       file or URL the row was read from
     source_row       int64                        row in that source (SQLite rowid, 1-based line)

@@ -23,9 +23,13 @@ _SENTINEL = {"text": "'x'", "real": "0.5", "int": "0"}
 BUSY_TIMEOUT_MS = 10_000
 
 
-def open_checked(path: str | os.PathLike, *, tables: Sequence[str], readonly: bool = True) -> sqlite3.Connection:
+def open_checked(
+    path: str | os.PathLike, *, tables: Sequence[str], readonly: bool = True, integrity: bool = False
+) -> sqlite3.Connection:
     """Open ``path``; raise a typed error naming the file when it is missing, not SQLite,
-    corrupt, or lacks ``tables``."""
+    or lacks ``tables``. ``integrity=True`` also runs ``PRAGMA quick_check`` (reads the
+    whole file) and raises for a corrupt one; plain reads detect corruption in the pages
+    they touch."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise NotAStoreError(f"{path}: no such file", store=path)
@@ -39,6 +43,11 @@ def open_checked(path: str | os.PathLike, *, tables: Sequence[str], readonly: bo
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if integrity:
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                conn.close()
+                raise NotAStoreError(f"{path}: SQLite file is corrupt ({check})", store=path)
     except sqlite3.DatabaseError as exc:
         raise NotAStoreError(f"{path}: not a usable SQLite database ({exc})", store=path) from exc
     missing = [t for t in tables if t not in have]

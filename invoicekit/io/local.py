@@ -156,7 +156,7 @@ def write_local(invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: b
     rows = _offline_rows(invoice_set)
     path = os.fspath(path)
     if os.path.exists(path):
-        _sqlite.open_checked(path, tables=REQUIRED_TABLES).close()
+        _sqlite.open_checked(path, tables=REQUIRED_TABLES, integrity=True).close()
     with _sqlite.write_transaction(path) as conn:
         _ensure_schema(conn)
         conn.executemany(_UPSERT, rows)

@@ -1,0 +1,41 @@
+# invoicekit task runner. `make demo` and `make test` each set themselves up on a fresh
+# Debian/Ubuntu machine with Python 3.11 (system packages via scripts/sysdeps.sh).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CORE   := $(VENV)/.installed-core
+DEV    := $(VENV)/.installed-dev
+
+.PHONY: demo test bench lint samples clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "invoicekit needs Python >= 3.11, found " + sys.version.split()[0]'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { bash scripts/sysdeps.sh venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(CORE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@ $(CORE)
+
+demo: $(CORE)
+	$(BIN)/invoicekit demo --out out
+
+test: $(DEV)
+	bash scripts/sysdeps.sh test
+	$(BIN)/pytest --nbval --nbval-current-env
+
+bench: $(DEV)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(DEV)
+	$(BIN)/ruff check invoicekit tests benchmarks
+
+samples: $(CORE)
+	$(BIN)/invoicekit samples --out data/samples
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,74 @@
+import json
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import invoicekit as ik
+from invoicekit.schema import MONEY
+from tests._build import device_checksum, device_row, write_device_store
+
+texts = st.one_of(st.none(), st.text(max_size=30))  # any unicode, control characters included
+money = st.one_of(st.none(), st.decimals(min_value=Decimal("-99999999.99"), max_value=Decimal("99999999.99"),
+                                         places=2, allow_nan=False, allow_infinity=False))
+
+
+def frame(rows):
+    df = pd.DataFrame(rows, columns=["invoice_number", "client_data", "line_items", "total"])
+    for c in ["invoice_number", "client_data", "line_items"]:
+        df[c] = df[c].astype("string[pyarrow]")
+    df["total"] = pd.Series(pa.array(df["total"].tolist(), MONEY), dtype=pd.ArrowDtype(MONEY))
+    return df
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(texts, texts, texts, money), min_size=1, max_size=40))
+def test_checksum_is_byte_identical_to_the_device_formula(rows):
+    got = ik.checksum(frame(rows)).tolist()
+    expected = [
+        device_checksum({"invoice_number": n, "client_data": c, "line_items": li,
+                         "total_amount": None if t is None else float(t)})
+        for n, c, li, t in rows
+    ]
+    assert got == expected
+
+
+def test_checksum_of_a_store_matches_what_devices_stored(tmp_path):
+    rows = [device_row(i, client_data=json.dumps({"name": "Müller\tGmbH \u2603"}, ensure_ascii=False))
+            if i % 3 == 0 else device_row(i) for i in range(30)]
+    write_device_store(tmp_path / "d.sqlite", rows)
+    s = ik.read_local(tmp_path / "d.sqlite")
+    assert ik.verify(s.invoices).all()
+    assert ik.checksum(s.invoices).tolist() == [r["checksum"] for r in rows]
+
+
+def test_tampered_rows_are_reported_by_id(tmp_path):
+    rows = [device_row(i) for i in range(10)]
+    rows[4]["total_amount"] = 99.0  # changed after the checksum was computed
+    rows[7]["checksum"] = "0" * 64
+    write_device_store(tmp_path / "d.sqlite", rows)
+    s = ik.read_local(tmp_path / "d.sqlite")
+    bad = ik.tampered(s.invoices)
+    assert sorted(bad["id"]) == sorted([rows[4]["id"], rows[7]["id"]])
+    assert set(bad.columns) == {"id", "source", "source_row", "stored", "computed"}
+    assert (bad["source"] == str(tmp_path / "d.sqlite")).all()
+    assert ik.verify(s.invoices).sum() == 8
+
+
+def test_checksum_does_not_mutate_and_keeps_index():
+    df = frame([("A", "{}", "[]", Decimal("1.50")), ("B", None, None, None)])
+    df.index = [10, 20]
+    before = df.copy()
+    out = ik.checksum(df)
+    assert list(out.index) == [10, 20]
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_float_repr_cases():
+    cases = [Decimal("0.00"), Decimal("1.00"), Decimal("1.10"), Decimal("-5.05"), Decimal("12345678.90"),
+             Decimal("0.01"), Decimal("-0.10")]
+    got = ik.checksum(frame([("n", "c", "l", d) for d in cases])).tolist()
+    assert got == [device_checksum({"invoice_number": "n", "client_data": "c", "line_items": "l",
+                                    "total_amount": float(d)}) for d in cases]

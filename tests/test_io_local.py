@@ -1,0 +1,156 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import invoicekit as ik
+from invoicekit.samples import make_invoices
+from tests._build import COLUMNS, device_row, dump, write_device_store
+
+
+def test_legacy_store_loads_unchanged(tmp_path):
+    rows = [device_row(i) for i in range(20)]
+    rows[3]["total_amount"] = 100.0  # SQLite stores it as INTEGER 100 (numeric affinity)
+    rows[3]["line_items"] = json.dumps([{"description": "x", "quantity": 4, "unit_price": 25.0}])
+    rows[3]["checksum"] = None
+    from tests._build import device_checksum
+    rows[3]["checksum"] = device_checksum({**rows[3], "total_amount": 100.0})
+    path = tmp_path / "legacy.sqlite"
+    write_device_store(path, rows, settings={"default_currency": json.dumps("SEK")})
+    before = dump(path)
+    s = ik.read_local(path)
+    assert dump(path) == before  # reading never writes
+    inv = s.invoices.set_index("id")
+    for r in rows:
+        got = inv.loc[r["id"]]
+        assert got["invoice_number"] == r["invoice_number"]
+        assert got["client_data"] == r["client_data"] and got["line_items"] == r["line_items"]
+        assert str(got["total"]) == f"{r['total_amount']:.2f}"
+        assert got["checksum"] == r["checksum"] and got["version"] == r["version"]
+        assert got["currency"] == "SEK"
+        assert got["created_at"] == pd.Timestamp(r["created_at"], tz="UTC")
+    assert ik.verify(s.invoices).all()
+    assert len(s.lines) == 39 and str(s.lines["quantity"].dtype).startswith("decimal128")
+    assert ik.validate(s).ok
+
+
+@pytest.mark.parametrize("content,exc", [
+    (b"", ik.StoreSchemaError),  # an empty file is an empty SQLite db: no tables
+    (b"just some text, definitely not a database" * 10, ik.NotAStoreError),
+])
+def test_bad_files_get_typed_errors_naming_the_file(tmp_path, content, exc):
+    path = tmp_path / "bad.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(exc) as info:
+        ik.read_local(path)
+    assert str(path) in str(info.value) and info.value.store == str(path)
+
+
+def test_missing_file_and_missing_tables(tmp_path):
+    with pytest.raises(ik.NotAStoreError, match="no such file"):
+        ik.read_local(tmp_path / "nope.sqlite")
+    path = tmp_path / "partial.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE transactions (id TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ik.StoreSchemaError) as info:
+        ik.read_local(path)
+    assert info.value.missing == ["sync_queue", "app_settings"]
+
+
+def test_corrupt_file_gets_typed_error(tmp_path):
+    path = tmp_path / "c.sqlite"
+    ik.write_local(make_invoices(300, seed=3), path)
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\xff" * (len(data) - 4096)  # keep the header and schema page, smash the rest
+    path.write_bytes(bytes(data))
+    with pytest.raises(ik.NotAStoreError) as info:
+        ik.read_local(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ik.NotAStoreError, match="corrupt"):
+        ik.write_local(make_invoices(3, seed=1), path)
+
+
+def test_write_read_round_trip_is_exact(tmp_path):
+    s = make_invoices(250, seed=11)
+    path = tmp_path / "rt.sqlite"
+    assert ik.write_local(s, path) == 250
+    back = ik.read_local(path)
+    cols = [c for c in s.invoices.columns if c not in ("source", "source_row")]
+    pd.testing.assert_frame_equal(s.invoices[cols].sort_values("id").reset_index(drop=True),
+                                  back.invoices[cols].sort_values("id").reset_index(drop=True))
+    pd.testing.assert_frame_equal(s.lines.sort_values(["invoice_id", "line_no"]).reset_index(drop=True),
+                                  back.lines.sort_values(["invoice_id", "line_no"]).reset_index(drop=True))
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[1] for r in conn.execute("PRAGMA table_info(transactions)")][: len(COLUMNS)] == [
+        "id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
+        "sync_status", "checksum", "version"]
+    conn.close()
+
+
+def test_write_is_idempotent(tmp_path):
+    s = make_invoices(50, seed=12)
+    path = tmp_path / "i.sqlite"
+    ik.write_local(s, path)
+    first = dump(path)
+    ik.write_local(s, path)
+    assert dump(path) == first
+
+
+def test_invalid_set_is_refused_and_store_left_as_it_was(tmp_path):
+    path = tmp_path / "v.sqlite"
+    ik.write_local(make_invoices(20, seed=13), path)
+    before = dump(path)
+    bad = make_invoices(5, seed=14)
+    bad.invoices.loc[2, "currency"] = "ZZZ"
+    with pytest.raises(ik.ValidationError) as info:
+        ik.write_local(bad, path)
+    assert info.value.problems["rule"].tolist() == ["unknown_currency"]
+    assert dump(path) == before
+
+
+def test_write_to_a_non_store_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello " * 100)
+    with pytest.raises(ik.NotAStoreError):
+        ik.write_local(make_invoices(3, seed=1), path)
+    assert path.read_text() == "hello " * 100
+
+
+_WRITER = """
+import sys
+from invoicekit.samples import make_invoices
+import invoicekit as ik
+s = make_invoices(int(sys.argv[2]), seed=int(sys.argv[3]))
+print("ready", flush=True)
+ik.write_local(s, sys.argv[1])
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.6, 1.0])
+def test_sigkill_mid_write_leaves_old_or_new_content(tmp_path, delay):
+    path = tmp_path / "k.sqlite"
+    old = make_invoices(100, seed=21)
+    ik.write_local(old, path)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "40000", "22"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    back = ik.read_local(path)
+    assert len(back) in (100, 40100)  # all or nothing
+    assert ik.verify(back.invoices).all()
+    assert set(old.invoices["id"]) <= set(back.invoices["id"])
