@@ -189,8 +189,10 @@ class InvoiceSet:
         if live.empty:
             out = pd.DataFrame({"currency": [], "invoices": [], "total": [], "first": [], "last": []})
         else:
+            wide = pd.ArrowDtype(pa.decimal128(38, 2))  # sums of many 12-digit totals overflow 12 digits
             out = (
-                live.groupby("currency", dropna=False)
+                live.assign(total=live["total"].astype(wide))
+                .groupby("currency", dropna=False)
                 .agg(
                     invoices=("id", "size"),
                     total=("total", "sum"),

@@ -66,26 +66,29 @@ def _rules_sql() -> str:
         for col, field in _REQUIRED.items()
     )
     statuses = ", ".join(f"'{s}'" for s in SYNC_STATUSES)
+    # line-based rules need an unambiguous invoice for each line: ids on several rows
+    # (e.g. after concatenating stores) are reported as duplicate_id and skipped here
     return f"""
+    WITH single AS (SELECT * FROM inv WHERE id IN (SELECT id FROM inv GROUP BY id HAVING count(*) = 1))
     {missing}
     UNION ALL
     SELECT i.source, i.source_row, l.invoice_id, 'negative_amount', 'line_items[' || l.line_no || '].quantity',
            CAST(l.quantity AS VARCHAR), 'quantity is negative'
-    FROM lines l JOIN inv i ON i.id = l.invoice_id WHERE l.quantity < 0
+    FROM lines l JOIN single i ON i.id = l.invoice_id WHERE l.quantity < 0
     UNION ALL
     SELECT i.source, i.source_row, l.invoice_id, 'negative_amount', 'line_items[' || l.line_no || '].unit_price',
            CAST(l.unit_price AS VARCHAR), 'unit price is negative'
-    FROM lines l JOIN inv i ON i.id = l.invoice_id WHERE l.unit_price < 0
+    FROM lines l JOIN single i ON i.id = l.invoice_id WHERE l.unit_price < 0
     UNION ALL
     SELECT i.source, i.source_row, i.id, 'total_mismatch', 'total', CAST(i.total AS VARCHAR),
            'total ' || CAST(i.total AS VARCHAR) || ' != sum of line totals ' || CAST(s.lines_total AS VARCHAR)
-    FROM inv i JOIN (SELECT invoice_id, sum(line_total) AS lines_total, count(*) - count(line_total) AS unparsed
+    FROM single i JOIN (SELECT invoice_id, sum(line_total) AS lines_total, count(*) - count(line_total) AS unparsed
                      FROM lines GROUP BY invoice_id) s ON s.invoice_id = i.id
     WHERE s.unparsed = 0 AND i.total IS NOT NULL AND i.total <> s.lines_total
     UNION ALL
     SELECT source, source_row, id, 'total_mismatch', 'total', CAST(total AS VARCHAR),
            'total ' || CAST(total AS VARCHAR) || ' but the invoice has no line items'
-    FROM inv i WHERE total IS NOT NULL AND total <> 0
+    FROM single i WHERE total IS NOT NULL AND total <> 0
       AND line_items IS NOT NULL AND NOT EXISTS (SELECT 1 FROM lines l WHERE l.invoice_id = i.id)
       AND NOT EXISTS (SELECT 1 FROM loaded p WHERE p.source IS NOT DISTINCT FROM i.source
                       AND p.source_row IS NOT DISTINCT FROM i.source_row AND p.field = 'line_items')
@@ -166,7 +169,7 @@ def validate(invoice_set: InvoiceSet, *, strict: bool = False) -> ValidationRepo
         inv=invoice_set.invoices_table(), lines=invoice_set.lines_table(), loaded=loaded, iso=iso
     )
     try:
-        computed = _duck.arrow(con, "SELECT * FROM loaded UNION ALL " + _rules_sql()
+        computed = _duck.arrow(con, _rules_sql() + " UNION ALL SELECT * FROM loaded"
                                + " ORDER BY source, source_row, rule, field")
     finally:
         con.close()

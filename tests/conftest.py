@@ -30,7 +30,7 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -94,7 +94,9 @@ def _tail(path: Path, lines: int = 20) -> str:
         return f"(no log at {path})"
 
 
-def _start_or_fail(stack: ExitStack, throwaway, help_text: str, tried: str) -> str:
+def _start_or_fail(
+    stack: ExitStack, throwaway: Callable[[int], ContextManager[str]], help_text: str, tried: str
+) -> str:
     """Start ``throwaway(free_port())`` inside ``stack`` and return its URL, or fail the test.
 
     ``tried`` says which other sources were tried and why they did not work.
@@ -143,7 +145,8 @@ def _pg_bindir() -> Path | None:
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
     debian = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
-    candidates += sorted(debian, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1, reverse=True)
+    candidates += sorted(debian, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1,
+                         reverse=True)
     for bindir in candidates:
         if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "pg_ctl")):
             return bindir
@@ -195,13 +198,11 @@ def throwaway_postgres(port: int) -> Iterator[str]:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
-                raise ServiceUnavailable("running as root and no 'postgres' OS user to run initdb as") from None
+                raise ServiceUnavailable("running as root and no 'postgres' OS user to run initdb") from None
             os.chown(base, owner.pw_uid, owner.pw_gid)
         data, log = base / "data", base / "server.log"
-        _run_pg_tool(
-            [bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"],
-            cwd=base,
-        )
+        initdb = [bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"]
+        _run_pg_tool([*initdb, "--no-sync"], cwd=base)
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
                 "\n# invoicekit throwaway test server\n"
@@ -211,7 +212,8 @@ def throwaway_postgres(port: int) -> Iterator[str]:
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             )
         try:
-            _run_pg_tool([bindir / "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", log], cwd=base, log=log)
+            start = [bindir / "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", log]
+            _run_pg_tool(start, cwd=base, log=log)
             url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
             error = pg_error(url)
             if error:
@@ -244,7 +246,8 @@ def _pg_server() -> Iterator[str]:
         yield LOCAL_PG_URL
         return
     with ExitStack() as stack:
-        yield _start_or_fail(stack, throwaway_postgres, PG_HELP, f"{PG_ENV} unset; {LOCAL_PG_URL}: {local_error}")
+        tried = f"{PG_ENV} unset; {LOCAL_PG_URL}: {local_error}"
+        yield _start_or_fail(stack, throwaway_postgres, PG_HELP, tried)
 
 
 @pytest.fixture(scope="session")
@@ -310,7 +313,7 @@ def throwaway_redis(port: int) -> Iterator[str]:
                 if proc.poll() is not None:
                     raise ServiceUnavailable(f"redis-server exited with {proc.returncode}:\n{_tail(log)}")
                 if time.monotonic() > deadline:
-                    raise ServiceUnavailable(f"redis-server did not answer within 15 s ({error}):\n{_tail(log)}")
+                    raise ServiceUnavailable(f"redis-server did not answer in 15 s ({error}):\n{_tail(log)}")
                 time.sleep(0.05)
             yield url
         finally:
@@ -355,9 +358,8 @@ def redis_url() -> Iterator[str]:
         yield LOCAL_REDIS_URL
         return
     with ExitStack() as stack:
-        yield _start_or_fail(
-            stack, throwaway_redis, REDIS_HELP, f"{REDIS_ENV} unset; {LOCAL_REDIS_URL}: {local_error}"
-        )
+        tried = f"{REDIS_ENV} unset; {LOCAL_REDIS_URL}: {local_error}"
+        yield _start_or_fail(stack, throwaway_redis, REDIS_HELP, tried)
 
 
 @pytest.fixture(scope="session")

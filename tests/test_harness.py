@@ -8,8 +8,16 @@ import adbc_driver_postgresql.dbapi as adbc_pg
 import psycopg
 import pytest
 import redis
-from tests.conftest import delete_prefixed, free_port, pg_error, redis_error, throwaway_postgres, throwaway_redis
 from sqlalchemy.engine import make_url
+
+from tests.conftest import (
+    delete_prefixed,
+    free_port,
+    pg_error,
+    redis_error,
+    throwaway_postgres,
+    throwaway_redis,
+)
 
 # Schemas handed out by ``central_pg_url`` in this module, to check earlier ones were dropped.
 _seen_schemas: list[str] = []

@@ -100,3 +100,12 @@ def test_report_renders_html(tmp_path):
                 settings={"default_currency": '"EUR"'})
     html = ik.validate(s)._repr_html_()
     assert "unparseable_json" in html and "<script>" not in html
+
+
+def test_repeated_ids_are_duplicates_not_total_mismatches(tmp_path):
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    rows = [device_row(i) for i in range(4)]
+    write_device_store(a, rows, settings={"default_currency": '"EUR"'})
+    write_device_store(b, rows, settings={"default_currency": '"EUR"'})
+    report = ik.validate(ik.InvoiceSet.concat([ik.read_local(a), ik.read_local(b)]))
+    assert set(report.problems["rule"]) == {"duplicate_id"} and len(report.problems) == 8

@@ -180,7 +180,7 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
             ("CAST(version AS TEXT)", "version", "text"), ("sync_status", "sync_status", "text"),
             ("checksum", "checksum", "text"),
         ]
-        raw = _sqlite.select_arrow(store.path, select, "invoices" + clause, params)
+        raw = _sqlite.select_arrow(store.path, select, f"(SELECT * FROM invoices{clause} ORDER BY rowid)", params)
     n = raw.num_rows
     raw = raw.append_column("source_row", pa.array(np.arange(1, n + 1, dtype=np.int64)))
     raw = raw.append_column("source", pa.array(np.full(n, store.display, dtype=object), pa.string()))
