@@ -20,6 +20,6 @@ def connect(**tables: Any) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pa.Table:
     """Run ``sql`` and return the whole result as one Arrow table."""
     return con.sql(sql, params=params).to_arrow_table()

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from . import _duck
 from ._html import frame_html
+from ._payload import rebuild
 from .integrity import checksum
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
 
@@ -101,43 +102,6 @@ def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
 _UUID_POS = [i for i in range(36) if i not in (8, 13, 18, 23)]
 
 
-_REBUILD_SQL = """
-WITH agg AS (
-  SELECT invoice_id,
-    '[' || string_agg('{"description": ' || to_json(description)::VARCHAR
-                      || ', "quantity": ' || pyfloat(quantity, 3)
-                      || ', "unit_price": ' || pyfloat(unit_price, 2) || '}', ', ' ORDER BY line_no) || ']'
-      AS line_items,
-    sum(line_total)::DECIMAL(12,2) AS total
-  FROM ln GROUP BY invoice_id
-)
-SELECT inv.* REPLACE (agg.line_items AS line_items, agg.total AS total)
-FROM inv JOIN agg ON agg.invoice_id = inv.id
-"""
-
-# quantities that are whole numbers are written as ints ("2"), others as floats ("1.5"),
-# prices always as floats ("12.5", "95.0"), as Python's json.dumps writes them
-_PYFLOAT_MACRO = """
-CREATE MACRO pyfloat(x, scale) AS CASE
-  WHEN scale = 3 AND x = trunc(x) THEN CAST(CAST(x AS BIGINT) AS VARCHAR)
-  ELSE regexp_replace(regexp_replace(CAST(x AS VARCHAR), '0+$', ''), '\\.$', '.0') END
-"""
-
-
-def _rebuild(invoices: pa.Table, lines: pa.Table) -> InvoiceSet:
-    """Recompute ``line_items`` text, ``total`` and ``checksum`` from the lines."""
-    con = _duck.connect(inv=invoices, ln=lines)
-    try:
-        con.execute(_PYFLOAT_MACRO)
-        inv = _duck.arrow(con, _REBUILD_SQL + " ORDER BY inv.source_row")
-        ln = _duck.arrow(con, "SELECT * FROM ln ORDER BY invoice_id, line_no")
-    finally:
-        con.close()
-    out = InvoiceSet.from_arrow(inv.cast(INVOICE_SCHEMA), ln.cast(LINE_SCHEMA))
-    out.invoices["checksum"] = checksum(out.invoices)
-    return out
-
-
 def make_invoices(
     n: int, *, seed: int = SAMPLE_SEED, clients: int = 200, start: str = "2026-01-01",
     days: int = 300, source: str = "samples",
@@ -199,7 +163,7 @@ def make_invoices(
             "line_total": _dec(total_cents, 2),
         }
     )
-    return _rebuild(inv, lines)
+    return rebuild(inv, lines)
 
 
 def _dec(units: np.ndarray, scale: int) -> pa.Array:
@@ -269,7 +233,7 @@ def _edit(s: InvoiceSet, edits: pd.DataFrame, *, version_bump: pd.Series, modifi
         inv.loc[bump > 0, "sync_status"] = status
     if source is not None:
         inv["source"] = source
-    return _rebuild(pa.Table.from_pandas(inv, preserve_index=False).cast(INVOICE_SCHEMA), new_lines.cast(LINE_SCHEMA))
+    return rebuild(pa.Table.from_pandas(inv, preserve_index=False).cast(INVOICE_SCHEMA), new_lines.cast(LINE_SCHEMA))
 
 
 def _subset(s: InvoiceSet, mask: np.ndarray) -> InvoiceSet:
@@ -337,7 +301,9 @@ def make_scenario(
         s = _subset(dev_all, holder == d)
         s.invoices["source"] = name
         s.invoices["source_row"] = pd.Series(np.arange(1, len(s.invoices) + 1), dtype="int64[pyarrow]")
-        dev_sets[name] = s
+        snapshot = _subset(base, (holder == d) & central_mask)  # what the device last synced
+        snapshot.invoices["source"] = f"{name}#base"
+        dev_sets[name] = s.with_base(snapshot)
     truth = pd.DataFrame({"id": ids, "device": np.where(holder >= 0, np.array(devices, dtype=object)[holder], ""),
                           "situation": situation})
     truth = truth[truth["device"] != ""].sort_values(["device", "id"]).reset_index(drop=True)
@@ -473,14 +439,14 @@ def _queue_rows(s: InvoiceSet) -> list[tuple]:
     inv = s.invoices
     pending = inv[inv["sync_status"] == "pending"].sort_values(["modified_at", "id"])
     op = np.where(pending["deleted_at"].notna(), "delete", np.where(pending["version"] == 1, "insert", "update"))
+    when = _iso(pending["modified_at"])
     payload = [
         json.dumps({"id": i, "invoice_number": n, "client_data": c, "line_items": li, "total_amount": float(t),
-                    "version": int(v), "checksum": h}, sort_keys=True)
-        for i, n, c, li, t, v, h in pending[
-            ["id", "invoice_number", "client_data", "line_items", "total", "version", "checksum"]
-        ].itertuples(index=False, name=None)
+                    "version": int(v), "checksum": h, "created_at": ca, "modified_at": ma}, sort_keys=True)
+        for i, n, c, li, t, v, h, ca, ma in zip(
+            *(pending[c].tolist() for c in ["id", "invoice_number", "client_data", "line_items", "total", "version",
+                                             "checksum"]), _iso(pending["created_at"]), when)
     ]
-    when = _iso(pending["modified_at"])
     return list(zip(pending["id"].tolist(), op.tolist(), payload, [0] * len(payload), when))
 
 

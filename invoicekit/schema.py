@@ -42,7 +42,7 @@ hold.  ``problems`` lists what the loader could not parse (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 import pandas as pd
@@ -139,6 +139,14 @@ class InvoiceSet:
     invoices: pd.DataFrame
     lines: pd.DataFrame
     problems: pd.DataFrame = field(default_factory=lambda: empty(PROBLEM_SCHEMA))
+    #: the last-synced snapshot of each invoice, where the store records one (the toolkit's
+    #: own offline stores do, in ``invoicekit_base``); reconcile uses it for exact
+    #: three-way comparisons. ``None`` for stores that record none.
+    base: "InvoiceSet | None" = None
+
+    def with_base(self, base: "InvoiceSet | None") -> "InvoiceSet":
+        """The same set with ``base`` as its last-synced snapshot."""
+        return replace(self, base=base)
 
     @classmethod
     def from_arrow(
@@ -165,10 +173,12 @@ class InvoiceSet:
         sets = list(sets)
         if not sets:
             return cls(empty(INVOICE_SCHEMA), empty(LINE_SCHEMA))
+        bases = [s.base for s in sets if s.base is not None]
         return cls(
             pd.concat([s.invoices for s in sets], ignore_index=True),
             pd.concat([s.lines for s in sets], ignore_index=True),
             pd.concat([s.problems for s in sets], ignore_index=True),
+            base=cls.concat(bases) if bases else None,
         )
 
     def invoices_table(self) -> pa.Table:

@@ -7,6 +7,7 @@ unparseable_json  ``client_data`` is not a JSON object / ``line_items`` not an a
 not_numeric       total, quantity or unit price missing, not a number, or too precise
 bad_timestamp     a timestamp that does not parse
 missing_required  id, invoice_number, client name, currency, total or created_at empty
+                  (a tombstone needs only its id)
 negative_amount   a negative quantity or unit price
 total_mismatch    ``total`` differs from the sum of the line totals
 unknown_currency  ``currency`` is not an ISO 4217 code
@@ -59,7 +60,7 @@ def _rules_sql() -> str:
     missing = " UNION ALL ".join(
         f"""SELECT source, source_row, id, 'missing_required', '{field}', NULL,
                    '{field} is required but empty'
-            FROM inv i WHERE ({col} IS NULL {"OR trim(" + col + ") = ''" if col not in ("total", "created_at") else ""})
+            FROM inv i WHERE ({"true" if col == "id" else "deleted_at IS NULL"}) AND ({col} IS NULL {"OR trim(" + col + ") = ''" if col not in ("total", "created_at") else ""})
               AND NOT EXISTS (SELECT 1 FROM loaded p WHERE p.source IS NOT DISTINCT FROM i.source
                               AND p.source_row IS NOT DISTINCT FROM i.source_row
                               AND (p.field = '{field}' OR (p.field = 'client_data' AND '{field}' = 'client_data.name')))"""

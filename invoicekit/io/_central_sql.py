@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
 
 POSTGRES = [
     # version 1
@@ -36,6 +35,35 @@ POSTGRES = [
         "CREATE INDEX IF NOT EXISTS invoices_client_idx ON invoices ((client_data->>'name'))",
         "CREATE INDEX IF NOT EXISTS invoices_unsynced_idx ON invoices (modified_at) WHERE sync_status <> 'synced'",
     ],
+    # version 2: sync ledger (each applied operation once) and an append-only audit trail
+    [
+        """CREATE TABLE IF NOT EXISTS invoicekit_ledger (
+            op_id TEXT PRIMARY KEY,
+            invoice_id TEXT NOT NULL,
+            new_version INTEGER NOT NULL,
+            payload_checksum TEXT,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )""",
+        """CREATE TABLE IF NOT EXISTS invoicekit_audit (
+            seq BIGSERIAL PRIMARY KEY,
+            at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            actor TEXT NOT NULL,
+            op_id TEXT NOT NULL,
+            invoice_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            strategy TEXT,
+            before_version INTEGER,
+            after_version INTEGER,
+            before_checksum TEXT,
+            after_checksum TEXT
+        )""",
+        """CREATE OR REPLACE FUNCTION invoicekit_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'invoicekit_audit is append-only'; END $$""",
+        "DROP TRIGGER IF EXISTS invoicekit_audit_append_only ON invoicekit_audit",
+        """CREATE TRIGGER invoicekit_audit_append_only BEFORE UPDATE OR DELETE ON invoicekit_audit
+           FOR EACH ROW EXECUTE FUNCTION invoicekit_audit_append_only()""",
+        "CREATE INDEX IF NOT EXISTS invoicekit_audit_invoice_idx ON invoicekit_audit (invoice_id, seq)",
+    ],
 ]
 
 SQLITE = [
@@ -67,6 +95,33 @@ SQLITE = [
         "CREATE INDEX IF NOT EXISTS invoices_created_at_idx ON invoices (created_at DESC)",
         "CREATE INDEX IF NOT EXISTS invoices_client_idx ON invoices (json_extract(client_data_text, '$.name'))",
         "CREATE INDEX IF NOT EXISTS invoices_unsynced_idx ON invoices (modified_at) WHERE sync_status <> 'synced'",
+    ],
+    [
+        """CREATE TABLE IF NOT EXISTS invoicekit_ledger (
+            op_id TEXT PRIMARY KEY,
+            invoice_id TEXT NOT NULL,
+            new_version INTEGER NOT NULL,
+            payload_checksum TEXT,
+            applied_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS invoicekit_audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            op_id TEXT NOT NULL,
+            invoice_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            strategy TEXT,
+            before_version INTEGER,
+            after_version INTEGER,
+            before_checksum TEXT,
+            after_checksum TEXT
+        )""",
+        """CREATE TRIGGER IF NOT EXISTS invoicekit_audit_no_update BEFORE UPDATE ON invoicekit_audit
+           BEGIN SELECT RAISE(ABORT, 'invoicekit_audit is append-only'); END""",
+        """CREATE TRIGGER IF NOT EXISTS invoicekit_audit_no_delete BEFORE DELETE ON invoicekit_audit
+           BEGIN SELECT RAISE(ABORT, 'invoicekit_audit is append-only'); END""",
+        "CREATE INDEX IF NOT EXISTS invoicekit_audit_invoice_idx ON invoicekit_audit (invoice_id, seq)",
     ],
 ]
 

@@ -33,6 +33,11 @@ CREATE INDEX IF NOT EXISTS idx_created_at ON transactions(created_at);
 #: columns the toolkit adds to ``transactions``; stores without them still load
 ADDITIVE_COLUMNS = {"currency": "TEXT", "deleted_at": "TIMESTAMP"}
 
+#: the toolkit's additive table: each invoice's last-synced snapshot (for three-way merges)
+BASE_TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS invoicekit_base (id TEXT PRIMARY KEY, invoice_number TEXT, client_data TEXT, line_items TEXT, total_amount DECIMAL(10,2), created_at TIMESTAMP, modified_at TIMESTAMP, sync_status TEXT, checksum TEXT, version INTEGER, currency TEXT, deleted_at TIMESTAMP)
+"""
+
 REQUIRED_TABLES = ("transactions", "sync_queue", "app_settings")
 
 
@@ -48,27 +53,12 @@ def _default_currency(conn: sqlite3.Connection) -> str | None:
     return str(value)
 
 
-def read_local(path: str | os.PathLike) -> InvoiceSet:
-    """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
-
-    Raises :class:`~invoicekit.errors.NotAStoreError` for a missing, non-SQLite or
-    corrupt file and :class:`~invoicekit.errors.StoreSchemaError` for one lacking the
-    offline tables. Rows that do not parse are kept and listed in ``.problems``.
-    """
-    path = os.fspath(path)
-    conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
-    try:
-        have = _sqlite.columns(conn, "transactions")
-        default_currency = _default_currency(conn)
-    except sqlite3.DatabaseError as exc:
-        raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
-    finally:
-        conn.close()
+def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
     currency = "CAST(currency AS TEXT)" if "currency" in have else "NULL"
-    if default_currency is not None:
+    if currency_param:
         currency = f"COALESCE({currency}, ?)"
     deleted = "CAST(deleted_at AS TEXT)" if "deleted_at" in have else "NULL"
-    select = [
+    return [
         ("rowid", "source_row", "int"),
         ("CAST(id AS TEXT)", "id", "text"),
         ("CAST(invoice_number AS TEXT)", "invoice_number", "text"),
@@ -86,10 +76,63 @@ def read_local(path: str | os.PathLike) -> InvoiceSet:
         ("CAST(sync_status AS TEXT)", "sync_status", "text"),
         ("CAST(checksum AS TEXT)", "checksum", "text"),
     ]
-    params = [default_currency] if default_currency is not None else []
-    raw = _sqlite.select_arrow(path, select, "transactions", params)
+
+
+# A legacy device that deletes a row outright leaves only its queued 'delete' operation;
+# that operation becomes a tombstone row, so the deletion reaches reconcile and is not lost.
+_QUEUED_DELETES = """
+(SELECT q.id AS rowid, q.transaction_id AS id, json_extract(q.payload, '$.invoice_number') AS invoice_number,
+        json_extract(q.payload, '$.client_data') AS client_data, json_extract(q.payload, '$.line_items') AS line_items,
+        json_extract(q.payload, '$.total_amount') AS total_amount, {currency} AS currency,
+        json_extract(q.payload, '$.created_at') AS created_at, q.created_at AS modified_at, q.created_at AS deleted_at,
+        coalesce(json_extract(q.payload, '$.version'), 1) AS version, 'pending' AS sync_status,
+        json_extract(q.payload, '$.checksum') AS checksum
+ FROM sync_queue q
+ WHERE q.operation = 'delete' AND json_valid(q.payload)
+   AND q.id = (SELECT max(q2.id) FROM sync_queue q2 WHERE q2.transaction_id = q.transaction_id)
+   AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id))
+"""
+
+
+def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
+    """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
+
+    Raises :class:`~invoicekit.errors.NotAStoreError` for a missing, non-SQLite or
+    corrupt file and :class:`~invoicekit.errors.StoreSchemaError` for one lacking the
+    offline tables. Rows that do not parse are kept and listed in ``.problems``.
+    The toolkit's last-synced snapshots (table ``invoicekit_base``), when present,
+    become ``.base``. A queued ``delete`` whose row the device already removed becomes
+    a tombstone row (``source`` ends in ``#sync_queue``, ``source_row`` is the queue id).
+    """
+    path = os.fspath(path)
+    conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
+    try:
+        have = _sqlite.columns(conn, "transactions")
+        default_currency = _default_currency(conn)
+        has_base = bool(conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='invoicekit_base'").fetchone()[0])
+        queued_deletes = conn.execute(
+            "SELECT count(*) FROM sync_queue q WHERE operation = 'delete' "
+            "AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
+    finally:
+        conn.close()
+    param = default_currency is not None
+    params = [default_currency] if param else []
+    raw = _sqlite.select_arrow(path, _select(have, param), "transactions", params)
     raw = raw.append_column("source", pa.array([path] * raw.num_rows, pa.string()))
-    return normalize(raw)
+    if queued_deletes:
+        ghost_from = _QUEUED_DELETES.format(currency="?" if param else "NULL")
+        ghosts = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), ghost_from, params)
+        ghosts = ghosts.append_column("source", pa.array([f"{path}#sync_queue"] * ghosts.num_rows, pa.string()))
+        raw = pa.concat_tables([raw, ghosts])
+    result = normalize(raw, lines=lines)
+    if has_base:
+        base = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), "invoicekit_base")
+        base = base.append_column("source", pa.array([f"{path}#base"] * base.num_rows, pa.string()))
+        result = result.with_base(normalize(base, lines=lines))
+    return result
 
 
 def create_local(path: str | os.PathLike) -> None:
@@ -107,6 +150,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     for name, decl in ADDITIVE_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE transactions ADD COLUMN {name} {decl}")
+    conn.execute(BASE_TABLE_SQL)
 
 
 _UPSERT = """
@@ -122,7 +166,7 @@ ON CONFLICT(id) DO UPDATE SET
 """
 
 
-def _offline_rows(invoice_set: InvoiceSet) -> list[tuple]:
+def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
     """The invoices as offline-schema tuples: total as a float (as devices store it),
     timestamps as ISO text in UTC without offset (as devices write ``utcnow().isoformat()``)."""
     con = _duck.connect(inv=invoice_set.invoices_table())
@@ -134,7 +178,7 @@ def _offline_rows(invoice_set: InvoiceSet) -> list[tuple]:
                   strftime(modified_at, '%Y-%m-%dT%H:%M:%S.%f') AS modified_at,
                   sync_status, checksum, version, currency,
                   strftime(deleted_at, '%Y-%m-%dT%H:%M:%S.%f') AS deleted_at
-           FROM inv""",
+           FROM inv WHERE """ + where,
     )
     con.close()
     return list(zip(*(col.to_pylist() for col in table.columns)))
@@ -157,7 +201,11 @@ def write_local(invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: b
     path = os.fspath(path)
     if os.path.exists(path):
         _sqlite.open_checked(path, tables=REQUIRED_TABLES, integrity=True).close()
+    # the last-synced snapshot: given bases, then every synced row is its own base
+    base_rows = _offline_rows(invoice_set.base) if invoice_set.base is not None else []
+    base_rows += _offline_rows(invoice_set, "sync_status = 'synced'")
     with _sqlite.write_transaction(path) as conn:
         _ensure_schema(conn)
         conn.executemany(_UPSERT, rows)
+        conn.executemany(_UPSERT.replace("INTO transactions", "INTO invoicekit_base"), base_rows)
     return len(rows)

@@ -1,0 +1,275 @@
+"""Reconcile an offline store against the central store: what is new, changed, deleted, in conflict.
+
+``reconcile(local, central)`` joins the two :class:`~invoicekit.schema.InvoiceSet`\\ s on
+invoice id in one DuckDB pass and classifies each id. Content means the checksummed
+payload (invoice number, client JSON, line-item JSON, total) plus currency and whether
+the invoice is deleted; content is compared exactly, field by field, not through the
+stored checksums (a stale or tampered checksum cannot hide a difference).
+
+How an id present on both sides is classified, in this order:
+
+1. same content and same version: ``same``.
+2. **With a base** (the toolkit's own stores record the last-synced snapshot of every
+   invoice, ``local.base``): the local side *changed* when its content or version
+   differs from the base, likewise the central side. Changed on the local side only:
+   ``local_ahead`` (``deleted_local`` when the change is a deletion); on the central
+   side only: ``central_ahead`` (``deleted_central``); on both: ``conflict``, unless both
+   arrived at the same content, in which case the side with the higher version is ahead.
+3. **Without a base** (stores written by other software), versions, ``sync_status`` and
+   ``modified_at`` decide, following the devices' rule that an offline edit bumps the
+   version by one and marks the row ``pending``:
+
+   * same content, different versions: the higher version is ahead;
+   * local ``pending`` (any status but ``synced``) and central version below the local
+     one: the edit was made on top of central's version: ``local_ahead`` /
+     ``deleted_local``;
+   * local ``pending`` and central version at or above the local one: central moved too:
+     ``conflict``;
+   * local ``synced`` and central version above the local one: ``central_ahead`` /
+     ``deleted_central``, unless the local row was modified after the central one
+     (``modified_at``), an edit the device never queued: ``conflict``;
+   * local ``synced`` and central version below the local one: central lost a version
+     this device saw synced (e.g. a restore): ``local_ahead``;
+   * local ``synced``, same version, different content: ``conflict``.
+
+Ids only on the device are ``local_only`` (``deleted_local`` if already tombstoned); ids
+only in the central store are ``central_only`` (the device does not hold them, which is
+normal: devices hold a subset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+from . import _duck
+from ._html import frame_html, page
+from .errors import UsageError
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
+
+__all__ = ["reconcile", "Reconciliation", "STATUSES", "IN_SYNC"]
+
+STATUSES = (
+    "same", "local_only", "central_only", "local_ahead", "central_ahead", "conflict",
+    "deleted_local", "deleted_central",
+)
+#: statuses that need no action (a device not holding a central invoice is normal)
+IN_SYNC = ("same", "central_only")
+
+_CONTENT = ("invoice_number", "client_data", "line_items", "total", "currency")
+
+
+def _eq(a: str, b: str) -> str:
+    parts = [f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in _CONTENT]
+    parts.append(f"(({a}.deleted_at IS NULL) = ({b}.deleted_at IS NULL))")
+    return "(" + " AND ".join(parts) + ")"
+
+
+_STATUS_SQL = f"""
+WITH j AS (
+  SELECT coalesce(l.id, c.id) AS id, l.source AS source,
+    l.id IS NOT NULL AS in_local, c.id IS NOT NULL AS in_central, b.id IS NOT NULL AS has_base,
+    l.version AS local_version, c.version AS central_version, b.version AS base_version,
+    l.checksum AS local_checksum, c.checksum AS central_checksum, b.checksum AS base_checksum,
+    l.sync_status AS local_sync_status,
+    l.modified_at AS local_modified_at, c.modified_at AS central_modified_at,
+    l.deleted_at AS local_deleted_at, c.deleted_at AS central_deleted_at, b.deleted_at AS base_deleted_at,
+    {_eq('l', 'c')} AS lc_eq,
+    b.id IS NOT NULL AND NOT ({_eq('l', 'b')} AND l.version = b.version) AS local_changed,
+    b.id IS NOT NULL AND NOT ({_eq('c', 'b')} AND c.version = b.version) AS central_changed
+  FROM loc l FULL OUTER JOIN cen c ON l.id = c.id
+  LEFT JOIN bas b ON b.id = coalesce(l.id, c.id)
+), k AS (
+  SELECT *, coalesce(local_sync_status, '') <> 'synced' AS dirty FROM j
+)
+SELECT id, source,
+  CASE
+    WHEN NOT in_central THEN CASE WHEN local_deleted_at IS NOT NULL THEN 'deleted_local' ELSE 'local_only' END
+    WHEN NOT in_local THEN 'central_only'
+    WHEN lc_eq AND local_version = central_version THEN 'same'
+    WHEN lc_eq THEN CASE WHEN central_version > local_version THEN 'central_ahead' ELSE 'local_ahead' END
+    WHEN has_base AND local_changed AND central_changed THEN 'conflict'
+    WHEN has_base AND local_changed THEN
+      CASE WHEN local_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_local' ELSE 'local_ahead' END
+    WHEN has_base AND central_changed THEN
+      CASE WHEN central_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_central' ELSE 'central_ahead' END
+    WHEN has_base THEN 'conflict'
+    WHEN dirty AND central_version < local_version THEN
+      CASE WHEN local_deleted_at IS NOT NULL AND central_deleted_at IS NULL THEN 'deleted_local' ELSE 'local_ahead' END
+    WHEN dirty THEN 'conflict'
+    WHEN central_version > local_version AND local_modified_at > central_modified_at THEN 'conflict'
+    WHEN central_version > local_version THEN
+      CASE WHEN central_deleted_at IS NOT NULL AND local_deleted_at IS NULL THEN 'deleted_central' ELSE 'central_ahead' END
+    WHEN central_version < local_version THEN 'local_ahead'
+    ELSE 'conflict'
+  END AS status,
+  CASE
+    WHEN NOT in_central THEN 'only in the offline store'
+    WHEN NOT in_local THEN 'only in the central store'
+    WHEN lc_eq AND local_version = central_version THEN 'identical'
+    WHEN lc_eq THEN 'same content, versions ' || local_version || ' (local) and ' || central_version || ' (central)'
+    WHEN has_base AND local_changed AND central_changed THEN 'both sides changed since base v' || base_version
+    WHEN has_base AND local_changed THEN 'local changed since base v' || base_version || ', central did not'
+    WHEN has_base AND central_changed THEN 'central changed since base v' || base_version || ', local did not'
+    WHEN has_base THEN 'differs from central although neither side differs from base v' || base_version
+    WHEN dirty AND central_version < local_version THEN
+      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version || ' edited over central v' || central_version
+    WHEN dirty THEN
+      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version || ' but central is at v' || central_version
+    WHEN central_version > local_version AND local_modified_at > central_modified_at THEN
+      'no base: local synced v' || local_version || ' was modified after central v' || central_version
+    WHEN central_version > local_version THEN 'no base: central v' || central_version || ' over local synced v' || local_version
+    WHEN central_version < local_version THEN 'no base: central v' || central_version || ' is behind local synced v' || local_version
+    ELSE 'no base: same version v' || local_version || ', different content'
+  END AS reason,
+  local_version, central_version, base_version, local_checksum, central_checksum, base_checksum,
+  local_modified_at, central_modified_at, local_deleted_at, central_deleted_at, has_base
+FROM k
+ORDER BY id
+"""
+
+# one row per (id, field) of an invoice; lines keyed by identity (description + occurrence)
+_LONG = """
+CREATE TEMP TABLE {out} AS
+SELECT id, field, value FROM (
+  SELECT id, invoice_number AS "invoice_number", client_name AS "client.name", client_email AS "client.email",
+         client_address AS "client.address", client_tax_id AS "client.tax_id", currency AS "currency",
+         CAST(total AS VARCHAR) AS "total", CAST(deleted_at AS VARCHAR) AS "deleted_at"
+  FROM {inv} WHERE id IN (SELECT id FROM todo)
+) UNPIVOT INCLUDE NULLS (value FOR field IN ("invoice_number", "client.name", "client.email", "client.address",
+                                             "client.tax_id", "currency", "total", "deleted_at"))
+UNION ALL
+SELECT invoice_id, 'lines[' || key || '].' || part, value FROM (
+  SELECT invoice_id, description || '#' || row_number() OVER (PARTITION BY invoice_id, description ORDER BY line_no) AS key,
+         CAST(quantity AS VARCHAR) AS "quantity", CAST(unit_price AS VARCHAR) AS "unit_price"
+  FROM {lines} WHERE invoice_id IN (SELECT id FROM todo)
+) UNPIVOT INCLUDE NULLS (value FOR part IN ("quantity", "unit_price"))
+"""
+
+_FIELDS_SQL = """
+SELECT coalesce(l.id, c.id, b.id) AS id, coalesce(l.field, c.field, b.field) AS field,
+       b.value AS base, l.value AS local, c.value AS central,
+       t.has_base AND l.value IS DISTINCT FROM b.value AS local_changed,
+       t.has_base AND c.value IS DISTINCT FROM b.value AS central_changed
+FROM lf l
+FULL OUTER JOIN cf c ON c.id = l.id AND c.field = l.field
+FULL OUTER JOIN bf b ON b.id = coalesce(l.id, c.id) AND b.field = coalesce(l.field, c.field)
+JOIN todo t ON t.id = coalesce(l.id, c.id, b.id)
+WHERE l.value IS DISTINCT FROM c.value
+   OR (t.has_base AND (l.value IS DISTINCT FROM b.value OR c.value IS DISTINCT FROM b.value))
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Result of :func:`reconcile`.
+
+    ``status``: one row per invoice id (status, reason, versions, checksums, times on
+    each side). ``fields``: one row per (id, field) that differs among base, local and
+    central, for ids needing action; line items appear as ``lines[<description>#<n>].quantity``
+    / ``.unit_price`` (a line's identity is its description and occurrence).
+    ``local``/``central`` are the inputs, kept for :func:`invoicekit.resolve`.
+    """
+
+    status: pd.DataFrame
+    fields: pd.DataFrame
+    local: InvoiceSet
+    central: InvoiceSet
+
+    def summary(self) -> pd.DataFrame:
+        """Invoices per status (every status listed, zeros included)."""
+        counts = self.status["status"].value_counts()
+        return pd.DataFrame({"status": list(STATUSES), "invoices": [int(counts.get(s, 0)) for s in STATUSES]})
+
+    def counts(self) -> dict[str, int]:
+        """Invoices per status as a plain dict."""
+        return dict(zip(self.summary()["status"], self.summary()["invoices"]))
+
+    @property
+    def differs(self) -> bool:
+        """True when any invoice needs action (a status outside :data:`IN_SYNC`)."""
+        return bool((~self.status["status"].isin(IN_SYNC)).any())
+
+    def of(self, status: str) -> pd.DataFrame:
+        """The status rows with one status."""
+        if status not in STATUSES:
+            raise UsageError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        return self.status[self.status["status"] == status].reset_index(drop=True)
+
+    def _repr_html_(self) -> str:
+        todo = self.status[~self.status["status"].isin(IN_SYNC)]
+        cols = ["id", "status", "reason", "local_version", "central_version", "base_version"]
+        return (
+            f"<b>Reconciliation</b>: {len(self.status):,} invoice ids, {len(todo):,} need action"
+            + frame_html(self.summary().query("invoices > 0"), caption="by status")
+            + frame_html(todo[cols], caption="invoices needing action")
+            + frame_html(self.fields, caption="differing fields")
+        )
+
+    def to_html(self, path: str) -> None:
+        """Write a standalone HTML report (all rows needing action, all differing fields)."""
+        todo = self.status[~self.status["status"].isin(IN_SYNC)]
+        body = (
+            frame_html(self.summary(), caption="by status")
+            + frame_html(todo, caption="invoices needing action", max_rows=100_000)
+            + frame_html(self.fields, caption="differing fields", max_rows=100_000)
+        )
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page("Reconciliation", body))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v:,}" for k, v in self.counts().items() if v)
+        return f"Reconciliation({parts})"
+
+
+def _unique_ids(s: InvoiceSet, side: str) -> None:
+    dup = s.invoices["id"][s.invoices["id"].duplicated()]
+    if len(dup):
+        raise UsageError(
+            f"{side} set has {dup.nunique()} id(s) on several rows (e.g. {dup.iloc[0]!r}); reconcile each store "
+            "on its own or drop the duplicates first"
+        )
+
+
+def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) -> Reconciliation:
+    """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
+
+    Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
+    status is computed either way). See the module doc for how statuses are decided.
+    """
+    _unique_ids(local, "local")
+    _unique_ids(central, "central")
+    base = local.base if local.base is not None else InvoiceSet(
+        INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
+        LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
+    )
+    con = _duck.connect(
+        loc=local.invoices_table(), cen=central.invoices_table(), bas=base.invoices_table(),
+        ll=local.lines_table(), cl=central.lines_table(), bl=base.lines_table(),
+    )
+    try:
+        con.execute("CREATE TEMP TABLE st AS " + _STATUS_SQL)
+        status = _duck.arrow(con, "SELECT * FROM st")
+        if fields:
+            con.execute(
+                "CREATE TEMP TABLE todo AS SELECT id, has_base FROM st "
+                f"WHERE status NOT IN ({', '.join(repr(s) for s in IN_SYNC + ('local_only',))})"
+            )
+            for out, inv, lines in (("lf", "loc", "ll"), ("cf", "cen", "cl"), ("bf", "bas", "bl")):
+                con.execute(_LONG.format(out=out, inv=inv, lines=lines))
+            diff = _duck.arrow(con, _FIELDS_SQL)
+        else:
+            diff = pa.table({c: pa.array([], pa.string()) for c in ("id", "field", "base", "local", "central")})
+            diff = diff.append_column("local_changed", pa.array([], pa.bool_()))
+            diff = diff.append_column("central_changed", pa.array([], pa.bool_()))
+    finally:
+        con.close()
+    return Reconciliation(
+        status=status.to_pandas(types_mapper=pd.ArrowDtype),
+        fields=diff.to_pandas(types_mapper=pd.ArrowDtype),
+        local=local,
+        central=central,
+    )

@@ -1,0 +1,91 @@
+"""Local side of ``apply_sync``: acknowledge pushes, take pulls, flag and quarantine, in one transaction.
+
+The local row is only written when it is still exactly what the plan saw (same version
+and checksum); a row edited meanwhile is left for the next sync. Every operation that
+took effect enters ``invoicekit_ops``, so replaying a plan changes nothing.
+"""
+
+from __future__ import annotations
+
+from ..io import _sqlite
+from ..io.local import REQUIRED_TABLES, _ensure_schema
+
+LOCAL_TABLES_SQL = [
+    "CREATE TABLE IF NOT EXISTS invoicekit_ops (op_id TEXT PRIMARY KEY, invoice_id TEXT, kind TEXT, "
+    "outcome TEXT, applied_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS invoicekit_quarantine (op_id TEXT PRIMARY KEY, invoice_id TEXT, reason TEXT, at TEXT)",
+]
+
+_ROW_COLS = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
+             "sync_status", "checksum", "version", "currency", "deleted_at"]
+_OP_COLS = ["op_id", "kind", "invoice_id", "expected_local_version", "expected_local_checksum", "new_version",
+            "payload_checksum", "deletes", "note", "go"]
+_SET = ", ".join(f"{c} = r.{c}" for c in _ROW_COLS if c not in ("id", "sync_status")) + ", sync_status = 'synced'"
+
+
+def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> dict[str, str]:
+    """Apply the local effects of ``ops`` (tuples in ``_OP_COLS`` order; ``go`` says the
+    central side allows it) with payload ``rows`` (offline-schema tuples). Returns
+    op_id -> outcome (applied, already_applied, local_changed, skipped)."""
+    _sqlite.open_checked(path, tables=REQUIRED_TABLES, integrity=True).close()
+    with _sqlite.write_transaction(path) as conn:
+        _ensure_schema(conn)
+        for stmt in LOCAL_TABLES_SQL:
+            conn.execute(stmt)
+        conn.execute(f"CREATE TEMP TABLE ik_ops ({', '.join(_OP_COLS)}, PRIMARY KEY (op_id))")
+        conn.execute(f"CREATE TEMP TABLE ik_rows ({', '.join(_ROW_COLS)}, PRIMARY KEY (id))")
+        conn.executemany(f"INSERT INTO ik_ops VALUES ({', '.join('?' * len(_OP_COLS))})", ops)
+        conn.executemany(f"INSERT INTO ik_rows VALUES ({', '.join('?' * len(_ROW_COLS))})", rows)
+        already = {r[0] for r in conn.execute("SELECT op_id FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops)")}
+        conn.execute("DELETE FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops) OR NOT go")
+        unchanged = ("t.version IS o.expected_local_version AND t.checksum IS o.expected_local_checksum")
+        # pushes acknowledged and pulls taken, where the local row is as planned
+        conn.execute(f"""
+            UPDATE transactions AS t SET {_SET}
+            FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
+            WHERE t.id = r.id AND o.kind IN ('push', 'pull') AND {unchanged}""")
+        conn.execute(f"""
+            INSERT INTO transactions ({', '.join(_ROW_COLS)})
+            SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
+            WHERE o.kind = 'pull' AND o.expected_local_version IS NULL
+              AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = r.id)""")
+        # which took effect: the row now carries the payload; or a device-deleted row's tombstone was pushed
+        conn.execute("""
+            CREATE TEMP TABLE ik_done AS
+            SELECT o.op_id, o.invoice_id, o.kind, t.id IS NULL AS ghost FROM ik_ops o
+            LEFT JOIN transactions t ON t.id = o.invoice_id
+            WHERE (o.kind IN ('push', 'pull') AND t.version IS o.new_version AND t.checksum IS o.payload_checksum)
+               OR (o.kind = 'push' AND o.deletes AND t.id IS NULL)""")
+        conn.execute(f"""
+            INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
+            SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_done d ON d.invoice_id = r.id
+            WHERE NOT d.ghost""")
+        conn.execute("DELETE FROM sync_queue WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind = 'push')")
+        flagged = conn.execute(f"""
+            UPDATE transactions AS t SET sync_status = 'conflict' FROM ik_ops o
+            WHERE o.kind = 'flag_conflict' AND t.id = o.invoice_id AND {unchanged} RETURNING id""").fetchall()
+        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind, false FROM ik_ops "
+                     "WHERE kind = 'flag_conflict' AND invoice_id IN (SELECT value FROM json_each(?))",
+                     (_json([r[0] for r in flagged]),))
+        conn.execute("UPDATE transactions SET sync_status = 'error' "
+                     "WHERE id IN (SELECT invoice_id FROM ik_ops WHERE kind = 'quarantine')")
+        conn.execute("INSERT OR IGNORE INTO invoicekit_quarantine SELECT op_id, invoice_id, note, ? FROM ik_ops "
+                     "WHERE kind = 'quarantine'", (now,))
+        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind, false FROM ik_ops WHERE kind = 'quarantine'")
+        conn.execute("INSERT OR IGNORE INTO invoicekit_ops SELECT op_id, invoice_id, kind, 'applied', ? FROM ik_done",
+                     (now,))
+        done = {r[0] for r in conn.execute("SELECT op_id FROM ik_done")}
+        pending = {r[0] for r in conn.execute("SELECT op_id FROM ik_ops")}
+        for t in ("ik_ops", "ik_rows", "ik_done"):
+            conn.execute(f"DROP TABLE temp.{t}")
+    out = {op[0]: "skipped" for op in ops}
+    out.update({o: "local_changed" for o in pending - done})
+    out.update({o: "already_applied" for o in already})
+    out.update({o: "applied" for o in done})
+    return out
+
+
+def _json(values: list) -> str:
+    import json
+
+    return json.dumps(values)

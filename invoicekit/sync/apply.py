@@ -1,0 +1,163 @@
+"""``apply_sync``: write a :class:`~invoicekit.sync.plan.SyncPlan` to the central and offline stores.
+
+Order: the plan's pushes are validated first (a bad payload raises and nothing is
+written); then the central store, batch by batch (see ``_central``); then the offline
+store in one transaction (see ``_local``). A push whose central version moved since the
+plan is a new conflict: it is not written anywhere. Re-running the same plan, or
+running it again after a crash at any point, changes nothing already done: both sides
+keep a ledger of op ids.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from .. import _duck
+from .._html import frame_html, page
+from ..errors import StoreSchemaError
+from ..io.central import CentralStore, _central_rows, _require_schema
+from ..io.local import _offline_rows
+from ..schema import InvoiceSet
+from . import _central, _local
+from .plan import SyncPlan
+
+__all__ = ["apply_sync", "SyncResult", "default_actor"]
+
+
+def default_actor() -> str:
+    """``user@host`` of this process, recorded in the audit trail."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What ``apply_sync`` did, per operation.
+
+    ``results``: op_id, kind, invoice_id, ``central`` (applied / already_applied /
+    conflict / not_needed) and ``local`` (applied / already_applied / local_changed /
+    skipped). ``conflicts``: pushes refused because the central version moved.
+    """
+
+    results: pd.DataFrame
+
+    @property
+    def conflicts(self) -> pd.DataFrame:
+        """Pushes refused because the central row's version moved since the plan."""
+        return self.results[self.results["central"] == "conflict"].reset_index(drop=True)
+
+    @property
+    def ok(self) -> bool:
+        """True when no push met a conflict and every local write took effect."""
+        return self.conflicts.empty and not (self.results["local"] == "local_changed").any()
+
+    def summary(self) -> pd.DataFrame:
+        """Operations per (kind, central outcome, local outcome)."""
+        return self.results.groupby(["kind", "central", "local"]).size().rename("operations").reset_index()
+
+    def _repr_html_(self) -> str:
+        return (f"<b>SyncResult</b>: {len(self.results):,} operations, {len(self.conflicts):,} new conflicts"
+                + frame_html(self.summary(), caption="outcomes")
+                + frame_html(self.conflicts, caption="new conflicts"))
+
+    def to_html(self, path: str) -> None:
+        """Write the result as a standalone HTML page."""
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page("Sync result", self._repr_html_()))
+
+    def __repr__(self) -> str:
+        return "SyncResult(" + ", ".join(
+            f"{k}/{c}/{lo}={n}" for k, c, lo, n in self.summary().itertuples(index=False)) + ")"
+
+
+def _push_rows(plan: SyncPlan, pushes: pd.DataFrame, *, text: bool) -> tuple[pa.Table, pa.Table]:
+    ids = set(pushes["invoice_id"])
+    target = InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
+                        plan.target.lines[plan.target.lines["invoice_id"].isin(ids)])
+    inv, lines = _central_rows(target, text=text)
+    con = _duck.connect(inv=inv, ops=pa.Table.from_pandas(
+        pushes[["invoice_id", "op_id", "expected_central_version"]], preserve_index=False))
+    try:
+        inv = _duck.arrow(con, "SELECT inv.*, ops.op_id, ops.expected_central_version::INTEGER AS expected "
+                               "FROM inv JOIN ops ON ops.invoice_id = inv.id ORDER BY inv.id")
+    finally:
+        con.close()
+    return inv, lines
+
+
+def apply_sync(
+    plan: SyncPlan, *, local: str | os.PathLike, central, actor: str | None = None, batch_rows: int = 5_000,
+    progress: bool | None = None,
+) -> SyncResult:
+    """Apply ``plan``: pushes to ``central`` (URL or Engine), acknowledgements, pulls, flags
+    and quarantines to the offline store at ``local``. See the module doc."""
+    from ..validate import validate
+
+    local = os.fspath(local)
+    actor = actor or default_actor()
+    now = datetime.now(timezone.utc).isoformat()
+    ops = plan.ops
+    pushes = ops[ops["kind"] == "push"]
+    if len(pushes):
+        ids = set(pushes["invoice_id"])
+        validate(InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
+                            plan.target.lines[plan.target.lines["invoice_id"].isin(ids)]), strict=True)
+    store = CentralStore(central)
+    _require_schema(store)
+    _require_ledger(store)
+
+    central_outcome = {op: "not_needed" for op in ops["op_id"]}
+    if len(pushes):
+        inv, lines = _push_rows(plan, pushes, text=store.dialect == "sqlite")
+        batches = range(0, inv.num_rows, batch_rows)
+        show = progress if progress is not None else len(batches) > 5
+        for start in tqdm(batches, desc="push", unit="batch", disable=not show):
+            part = inv.slice(start, batch_rows)
+            ids = pa.chunked_array(part.column("id")).to_pylist()
+            part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), pa.array(ids, pa.string())))
+            if store.dialect == "postgresql":
+                applied, already = _central.apply_pg(store, part, part_lines, actor=actor, strategy=plan.strategy)
+            else:
+                applied, already = _central.apply_sqlite(store, part, part_lines, actor=actor,
+                                                         strategy=plan.strategy, now=now)
+            for op in part.column("op_id").to_pylist():
+                central_outcome[op] = "applied" if op in applied else "already_applied" if op in already else "conflict"
+
+    go = ops["op_id"].map(lambda o: central_outcome[o] != "conflict")
+    op_rows = list(zip(
+        ops["op_id"], ops["kind"], ops["invoice_id"],
+        *(ops[c].astype(object).where(ops[c].notna(), None) for c in (
+            "expected_local_version", "expected_local_checksum", "new_version", "payload_checksum")),
+        ops["deletes"].astype(object).where(ops["deletes"].notna(), False),
+        ops["note"].astype(object).where(ops["note"].notna(), None), go,
+    ))
+    local_outcome = _local.apply_local(local, op_rows, _offline_rows(plan.target), now=now)
+    results = ops[["op_id", "kind", "invoice_id"]].copy()
+    results["central"] = results["op_id"].map(central_outcome).astype("string[pyarrow]")
+    results["local"] = results["op_id"].map(local_outcome).astype("string[pyarrow]")
+    return SyncResult(results.reset_index(drop=True))
+
+
+def _require_ledger(store: CentralStore) -> None:
+    hint = (f"central store {store.display} has no sync ledger (schema older than version 2); "
+            "run `invoicekit db init URL` to upgrade it")
+    if store.dialect == "postgresql":
+        with store.pg() as conn:
+            ok = conn.execute("SELECT to_regclass('invoicekit_ledger') IS NOT NULL").fetchone()[0]
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(store.path)
+        try:
+            ok = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'invoicekit_ledger'").fetchone()[0] == 1
+        finally:
+            conn.close()
+    if not ok:
+        raise StoreSchemaError(hint, store=store.display, missing=["invoicekit_ledger"])
