@@ -12,7 +12,10 @@ from .errors import (
     ValidationError,
 )
 from .io import init_db, read_central, read_local, write_central, write_local
+from .reconcile import Reconciliation, reconcile
+from .resolve import Resolution, resolve
 from .schema import InvoiceSet
+from .sync import SyncPlan, SyncResult, apply_sync, plan_sync
 from .validate import ValidationReport, validate
 
 __all__ = [
@@ -25,6 +28,14 @@ __all__ = [
     "init_db",
     "validate",
     "ValidationReport",
+    "reconcile",
+    "Reconciliation",
+    "resolve",
+    "Resolution",
+    "plan_sync",
+    "SyncPlan",
+    "apply_sync",
+    "SyncResult",
     "checksum",
     "verify",
     "tampered",

@@ -1,4 +1,4 @@
-"""Command line: ``invoicekit --version | demo | db init URL | validate PATH... | samples``.
+"""Command line: ``invoicekit --version | demo | db init | validate | reconcile | sync | samples``.
 
 Exit codes, mapped here and nowhere else: 0 ok; 1 differences or failed items found;
 2 bad usage or bad input (every :class:`~invoicekit.errors.InvoicekitError`).
@@ -12,6 +12,7 @@ import sys
 
 from ._version import __version__
 from .errors import InvoicekitError
+from .resolve import STRATEGIES
 
 EXIT_OK, EXIT_FOUND, EXIT_BAD = 0, 1, 2
 
@@ -39,6 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="validate offline stores; exit 1 when any rule is broken")
     val.add_argument("paths", nargs="+", help="offline store files (SQLite)")
     val.add_argument("--json", action="store_true", help="print problems as JSON lines")
+
+    rec = sub.add_parser("reconcile", help="compare offline stores with the central store; exit 1 if anything differs")
+    rec.add_argument("--local", nargs="+", required=True, metavar="PATH", help="offline store files (SQLite)")
+    rec.add_argument("--central", required=True, metavar="URL", help="central store URL")
+    rec.add_argument("--json", action="store_true", help="print the counts by status as a JSON object")
+    rec.add_argument("--html", metavar="FILE", help="also write a standalone HTML report")
+
+    syn = sub.add_parser("sync", help="reconcile, resolve and apply (or only plan, with --dry-run)")
+    syn.add_argument("--local", required=True, metavar="PATH", help="offline store file (SQLite)")
+    syn.add_argument("--central", required=True, metavar="URL", help="central store URL")
+    syn.add_argument("--strategy", required=True, choices=STRATEGIES, help="how conflicts are resolved")
+    syn.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    syn.add_argument("--html", metavar="FILE", help="also write the plan (or result) as HTML")
 
     smp = sub.add_parser("samples", help="(re)generate the sample files")
     smp.add_argument("--out", default="data/samples")
@@ -72,6 +86,10 @@ def _run(args: argparse.Namespace) -> int:
             if not report.ok:
                 print(report.problems[["source", "source_row", "id", "rule", "field", "message"]].to_string(index=False))
         return EXIT_OK if report.ok else EXIT_FOUND
+    if args.command == "reconcile":
+        return _reconcile(args)
+    if args.command == "sync":
+        return _sync(args)
     if args.command == "samples":
         from .samples import SAMPLE_SEED, write_samples
 
@@ -79,6 +97,55 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(paths.values()))
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from .io import read_central, read_local
+    from .reconcile import reconcile
+    from .schema import InvoiceSet
+
+    local = InvoiceSet.concat(read_local(p) for p in args.local)
+    rec = reconcile(local, read_central(args.central))
+    if args.html:
+        rec.to_html(args.html)
+    if args.json:
+        print(json.dumps(rec.counts(), sort_keys=True))
+    else:
+        print(rec.summary().to_string(index=False))
+        todo = rec.status[~rec.status["status"].isin(("same", "central_only"))]
+        if len(todo):
+            print()
+            print(todo[["id", "status", "reason"]].to_string(index=False))
+    return EXIT_FOUND if rec.differs else EXIT_OK
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from .io import read_central, read_local
+    from .reconcile import reconcile
+    from .resolve import resolve
+    from .sync import apply_sync, plan_sync
+
+    res = resolve(reconcile(read_local(args.local), read_central(args.central)), strategy=args.strategy)
+    plan = plan_sync(res)
+    print(plan.summary().to_string(index=False))
+    held = plan.ops[plan.ops["kind"].isin(("flag_conflict", "quarantine"))]
+    if args.dry_run:
+        if args.html:
+            plan.to_html(args.html)
+        if len(plan.ops):
+            print()
+            print(plan.ops[["kind", "invoice_id", "status", "expected_central_version", "new_version"]]
+                  .to_string(index=False))
+        return EXIT_FOUND if len(held) else EXIT_OK
+    result = apply_sync(plan, local=args.local, central=args.central)
+    if args.html:
+        result.to_html(args.html)
+    print()
+    print(result.summary().to_string(index=False) if len(result.results) else "nothing to do")
+    if len(held):
+        print()
+        print(held[["kind", "invoice_id", "note"]].to_string(index=False))
+    return EXIT_OK if result.ok and not len(held) else EXIT_FOUND
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """``invoicekit demo``: the main job end to end on the sample data and embedded defaults.
 
 Steps: load the device stores, validate them, verify checksums, build the central store
-(embedded SQLite unless a URL is given), read it back and summarise. Everything it
+(embedded SQLite unless a URL is given), then reconcile each device against it, resolve
+three-way (plus an analyst's decisions), plan, sync (twice: the replay changes nothing)
+and reconcile again. Everything it
 writes goes under ``out``; it prints what it did.
 """
 
@@ -9,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from . import integrity as _checksum
 from .io import init_db, read_central, read_local, write_central
+from .reconcile import reconcile
+from .resolve import resolve
 from .samples import read_jsonl, write_samples
+from .sync import apply_sync, plan_sync
 from .validate import validate
 
 __all__ = ["run_demo", "find_samples"]
@@ -88,11 +94,50 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     _say(_table(summary.assign(first=summary["first"].dt.date, last=summary["last"].dt.date)))
     result["central"] = {"invoices": len(back), "lines": len(back.lines), "deleted": summary.attrs["deleted"]}
 
-    _say("\n5. What the devices hold, by sync situation (sample truth; reconciling it comes next)")
+    _say("\n5. Reconcile each device against the central store, resolve, plan and sync")
     truth = pd.read_csv(samples / "situations.csv")
-    pivot = truth.pivot_table(index="situation", columns="device", values="id", aggfunc="count", fill_value=0)
-    _say(_table(pivot.reset_index()))
+    work = out / "devices"
+    work.mkdir(exist_ok=True)
+    result["sync"] = {}
+    for name in devices:
+        path = work / f"{name}.sqlite"  # sync a copy: the sample files stay as they are
+        shutil.copy(samples / f"{name}.sqlite", path)
+        rec = reconcile(read_local(path), read_central(url))
+        rec.to_html(str(out / f"reconcile_{name}.html"))
+        cross = (truth[truth["device"] == name].merge(rec.status[["id", "status"]].astype(object), on="id")
+                 .pivot_table(index="situation", columns="status", values="id", aggfunc="count", fill_value=0))
+        _say(f"\n   [{name}] reconcile: " + ", ".join(f"{k} {v}" for k, v in rec.counts().items() if v)
+             + f" -> {out}/reconcile_{name}.html")
+        _say("   statuses found (columns) against the sample's truth (rows):")
+        _say(_table(cross.reset_index()))
+        res = resolve(rec, strategy="three_way")
+        n_open = int((res.actions["action"] == "unresolved").sum())
+        _say(f"   resolve three_way: {len(res.invoices):,} invoices to write, {n_open} need a decision "
+             f"({len(res.unresolved)} fields), {int((res.actions['action'] == 'quarantine').sum())} quarantined")
+        if n_open:
+            shown = res.unresolved.head(5).copy()
+            shown["id"] = shown["id"].str.slice(0, 8)
+            _say(_table(shown))
+            decisions = res.unresolved[["id", "field"]].assign(choice="central")  # an analyst's choice
+            res = resolve(rec, strategy="three_way", decisions=decisions)
+            _say(f"   with {len(decisions)} decisions (take central): "
+                 f"{int((res.actions['action'] == 'unresolved').sum())} left unresolved")
+        plan = plan_sync(res)
+        plan.to_html(str(out / f"plan_{name}.html"))
+        _say("   plan (dry run): " + ", ".join(f"{k} {n}" for k, n in plan.summary().itertuples(index=False)))
+        synced = apply_sync(plan, local=path, central=url, actor="invoicekit-demo")
+        again = apply_sync(plan, local=path, central=url, actor="invoicekit-demo")
+        after = reconcile(read_local(path), read_central(url))
+        held = int(after.status["status"].isin(["conflict"]).sum())
+        _say(f"   applied: {int((synced.results['central'] == 'applied').sum())} pushed, "
+             f"{int(((synced.results['kind'] == 'pull') & (synced.results['local'] == 'applied')).sum())} pulled; "
+             f"replaying the plan applied {int((again.results[['central', 'local']] == 'applied').any(axis=1).sum())}")
+        _say(f"   after sync: " + ", ".join(f"{k} {v}" for k, v in after.counts().items() if v)
+             + (f" (the {held} quarantined rows stay flagged)" if held else ""))
+        result["sync"][name] = {"pushed": int((synced.results["central"] == "applied").sum()),
+                                "after": {k: v for k, v in after.counts().items() if v}}
 
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file())))
+    _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
+                                                       and not p.name.endswith(("-wal", "-shm")))))
     return result

@@ -73,9 +73,53 @@ def test_demo_end_to_end(tmp_path, central, request):
     assert result["central"]["invoices"] == sum(1 for _ in open(SAMPLES / "central.jsonl"))
     assert (tmp_path / "out" / "validation_device_b.html").exists()
     assert "checksums all verify" in r.stdout
+    assert result["sync"]["device_a"]["after"] == {"same": 166, "central_only": 268}
+    assert result["sync"]["device_b"]["after"]["conflict"] == 2  # the quarantined rows
+    assert (tmp_path / "out" / "reconcile_device_a.html").exists()
 
 
 def test_demo_runs_outside_the_repository(tmp_path):
     r = run("demo", "--out", "o", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o" / "samples" / "device_a.sqlite").exists()
+
+
+@pytest.fixture
+def central_with_samples(tmp_path):
+    url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    ik.init_db(url)
+    from invoicekit.samples import read_jsonl
+    ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url)
+    import shutil
+    shutil.copy(SAMPLES / "device_a.sqlite", tmp_path / "a.sqlite")
+    return url, tmp_path / "a.sqlite"
+
+
+def test_reconcile_json_and_exit_codes(central_with_samples, tmp_path, capsys):
+    url, store = central_with_samples
+    html = tmp_path / "r.html"
+    assert main(["reconcile", "--local", str(store), "--central", url, "--json", "--html", str(html)]) == 1
+    counts = json.loads(capsys.readouterr().out)
+    truth = __import__("pandas").read_csv(SAMPLES / "situations.csv")
+    expected = truth[truth["device"] == "device_a"]["situation"].value_counts()
+    assert counts["conflict"] == expected["edited_both"] and counts["local_only"] == expected["new_offline"]
+    assert set(counts) == {"same", "local_only", "central_only", "local_ahead", "central_ahead", "conflict",
+                           "deleted_local", "deleted_central"}
+    assert "conflict" in html.read_text()
+
+
+def test_sync_dry_run_writes_nothing_then_sync_converges(central_with_samples, capsys):
+    url, store = central_with_samples
+    before = store.read_bytes()
+    assert main(["sync", "--local", str(store), "--central", url, "--strategy", "three_way", "--dry-run"]) == 1
+    assert store.read_bytes() == before
+    assert "flag_conflict" in capsys.readouterr().out
+    assert main(["sync", "--local", str(store), "--central", url, "--strategy", "merge_fields"]) == 0
+    assert main(["reconcile", "--local", str(store), "--central", url, "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {k for k, v in counts.items() if v} == {"same", "central_only"}
+
+
+def test_sync_bad_strategy_is_usage_error():
+    r = run("sync", "--local", "x.sqlite", "--central", "sqlite:///y.sqlite", "--strategy", "coin_flip")
+    assert r.returncode == 2 and "invalid choice" in r.stderr

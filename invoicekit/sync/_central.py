@@ -65,6 +65,10 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
                     "FROM ik_push_lines WHERE invoice_id = ANY(%s)", (applied_ids,))
         cur.execute("SELECT op_id FROM ik_push WHERE id = ANY(%s)", (applied_ids,))
         applied = {r[0] for r in cur.fetchall()}
+        # a concurrent run of the same plan may have committed these ops while we waited on their rows
+        cur.execute("SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l USING (op_id) WHERE NOT p.id = ANY(%s)",
+                    (applied_ids,))
+        already |= {r[0] for r in cur.fetchall()}
     return applied, already
 
 

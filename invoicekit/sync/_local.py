@@ -52,26 +52,28 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
         # which took effect: the row now carries the payload; or a device-deleted row's tombstone was pushed
         conn.execute("""
             CREATE TEMP TABLE ik_done AS
-            SELECT o.op_id, o.invoice_id, o.kind, t.id IS NULL AS ghost FROM ik_ops o
+            SELECT o.op_id, o.invoice_id, o.kind FROM ik_ops o
             LEFT JOIN transactions t ON t.id = o.invoice_id
             WHERE (o.kind IN ('push', 'pull') AND t.version IS o.new_version AND t.checksum IS o.payload_checksum)
                OR (o.kind = 'push' AND o.deletes AND t.id IS NULL)""")
+        # the last-synced snapshot: what central now holds for every push, and every pull taken (a
+        # row edited again since the plan keeps its edit and stays pending, on top of this base)
         conn.execute(f"""
             INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
-            SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_done d ON d.invoice_id = r.id
-            WHERE NOT d.ghost""")
+            SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
+            WHERE o.kind = 'push' OR o.op_id IN (SELECT op_id FROM ik_done)""")
         conn.execute("DELETE FROM sync_queue WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind = 'push')")
         flagged = conn.execute(f"""
             UPDATE transactions AS t SET sync_status = 'conflict' FROM ik_ops o
             WHERE o.kind = 'flag_conflict' AND t.id = o.invoice_id AND {unchanged} RETURNING id""").fetchall()
-        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind, false FROM ik_ops "
+        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind FROM ik_ops "
                      "WHERE kind = 'flag_conflict' AND invoice_id IN (SELECT value FROM json_each(?))",
                      (_json([r[0] for r in flagged]),))
         conn.execute("UPDATE transactions SET sync_status = 'error' "
                      "WHERE id IN (SELECT invoice_id FROM ik_ops WHERE kind = 'quarantine')")
         conn.execute("INSERT OR IGNORE INTO invoicekit_quarantine SELECT op_id, invoice_id, note, ? FROM ik_ops "
                      "WHERE kind = 'quarantine'", (now,))
-        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind, false FROM ik_ops WHERE kind = 'quarantine'")
+        conn.execute("INSERT INTO ik_done SELECT op_id, invoice_id, kind FROM ik_ops WHERE kind = 'quarantine'")
         conn.execute("INSERT OR IGNORE INTO invoicekit_ops SELECT op_id, invoice_id, kind, 'applied', ? FROM ik_done",
                      (now,))
         done = {r[0] for r in conn.execute("SELECT op_id FROM ik_done")}
