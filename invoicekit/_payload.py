@@ -30,7 +30,7 @@ FROM inv JOIN agg ON agg.invoice_id = inv.id
 """
 
 _PYFLOAT_MACRO = """
-CREATE MACRO pyfloat(x, scale) AS CASE
+CREATE OR REPLACE TEMP MACRO pyfloat(x, scale) AS CASE
   WHEN scale = 3 AND x = trunc(x) THEN CAST(CAST(x AS BIGINT) AS VARCHAR)
   ELSE regexp_replace(regexp_replace(CAST(x AS VARCHAR), '0+$', ''), '\\.$', '.0') END
 """

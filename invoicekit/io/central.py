@@ -214,7 +214,7 @@ def _central_rows(invoice_set: InvoiceSet, *, text: bool) -> tuple[pa.Table, pa.
         if text:
             ts = "strftime_iso"
             con.execute(
-                "CREATE MACRO strftime_iso(t) AS strftime(t, '%Y-%m-%dT%H:%M:%S.%f+00:00')"
+                "CREATE OR REPLACE TEMP MACRO strftime_iso(t) AS strftime(t, '%Y-%m-%dT%H:%M:%S.%f+00:00')"
             )
             inv = _duck.arrow(con, _CENTRAL_ROWS_SQL.format(total="CAST(total AS VARCHAR)", ts=ts))
             lines = _duck.arrow(
