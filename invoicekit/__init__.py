@@ -1,7 +1,7 @@
 """invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
 
 from ._version import __version__
-from .integrity import checksum, tampered, verify
+from .device import LocalStore
 from .errors import (
     InvoicekitError,
     MissingDependencyError,
@@ -11,11 +11,12 @@ from .errors import (
     UsageError,
     ValidationError,
 )
+from .integrity import checksum, tampered, verify
 from .io import init_db, read_central, read_local, write_central, write_local
 from .reconcile import Reconciliation, reconcile
 from .resolve import Resolution, resolve
 from .schema import InvoiceSet
-from .sync import SyncPlan, SyncResult, apply_sync, plan_sync
+from .sync import DrainResult, SyncEngine, SyncPlan, SyncResult, apply_sync, plan_sync
 from .validate import ValidationReport, validate
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
     "SyncPlan",
     "apply_sync",
     "SyncResult",
+    "LocalStore",
+    "SyncEngine",
+    "DrainResult",
     "checksum",
     "verify",
     "tampered",

@@ -132,7 +132,7 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
         _say(f"   applied: {int((synced.results['central'] == 'applied').sum())} pushed, "
              f"{int(((synced.results['kind'] == 'pull') & (synced.results['local'] == 'applied')).sum())} pulled; "
              f"replaying the plan applied {int((again.results[['central', 'local']] == 'applied').any(axis=1).sum())}")
-        _say(f"   after sync: " + ", ".join(f"{k} {v}" for k, v in after.counts().items() if v)
+        _say("   after sync: " + ", ".join(f"{k} {v}" for k, v in after.counts().items() if v)
              + (f" (the {held} quarantined rows stay flagged)" if held else ""))
         result["sync"][name] = {"pushed": int((synced.results["central"] == "applied").sum()),
                                 "after": {k: v for k, v in after.counts().items() if v}}

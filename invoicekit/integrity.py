@@ -7,11 +7,12 @@ A device computes, for a stored row::
     sha256(json_str.encode()).hexdigest()
 
 with ``client_data``/``line_items`` as their stored JSON text and ``total_amount`` as a
-Python float. :func:`checksum` builds the same JSON text for whole columns in DuckDB and
-hashes it there. JSON escaping of printable ASCII is two replacements (``\\`` and
-``"``); the rare row holding control or non-ASCII characters (which ``json.dumps``
-escapes as ``\\uXXXX``) is serialised by ``json.dumps`` itself, so every row matches
-byte for byte. ``total`` is a 2-decimal value, whose Python ``repr`` as a float is its
+Python float. :func:`checksum` builds the same JSON text for whole columns with Polars
+(its JSON encoder escapes quotes, backslashes and control characters exactly as
+``json.dumps`` does) and hashes it with ``polars-hash`` (Rust, SHA-NI where the CPU has
+it). Rows holding DEL or non-ASCII text, which ``json.dumps`` escapes as ``\\uXXXX``, get
+their strings from ``json.dumps`` itself, one call per column, so every row matches byte
+for byte. ``total`` is a 2-decimal value, whose Python ``repr`` as a float is its
 decimal text without trailing zeros (``12.50`` -> ``12.5``, ``3.00`` -> ``3.0``).
 """
 
@@ -23,8 +24,8 @@ from decimal import Decimal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from . import _duck
 from ._html import frame_html
 
 __all__ = ["checksum", "verify", "tampered", "row_checksum"]
@@ -32,26 +33,50 @@ __all__ = ["checksum", "verify", "tampered", "row_checksum"]
 _COLS = ["invoice_number", "client_data", "line_items", "total"]
 
 
-def _js(col: str) -> str:
-    return (
-        f"CASE WHEN {col} IS NULL THEN 'null' "
-        f"ELSE '\"' || replace(replace({col}, '\\', '\\\\'), '\"', '\\\"') || '\"' END"
+_TEXT = ("client_data", "invoice_number", "line_items")  # the devices' keys, sorted
+
+
+def _total_text(pl):
+    """``repr(float(total))`` of a 2-decimal value: its decimal text without trailing zeros."""
+    tot = pl.col("total").cast(pl.Utf8).str.replace(r"0+$", "").str.replace(r"\.$", ".0")
+    return pl.when(pl.col("total").is_null()).then(pl.lit("null")).otherwise(tot)
+
+
+def _escaped_ascii(values: pa.ChunkedArray) -> pa.Array:
+    """``json.dumps`` of every string (``null`` for None), with ``ensure_ascii``: one C call
+    over the whole column. Inside an encoded string every ``"`` is escaped, so ``","``
+    only ever separates two elements."""
+    texts = values.to_pylist()
+    encoded = json.dumps(["" if t is None else t for t in texts], separators=(",", ":"))[2:-2].split('","')
+    return pc.if_else(values.is_null(), "null", pc.binary_join_element_wise('"', pa.array(encoded), '"', ""))
+
+
+def _checksum_table(table: pa.Table) -> pa.Array:
+    """SHA-256 hex of the devices' JSON text of every row of ``table`` (columns _COLS)."""
+    import polars as pl
+    import polars_hash as plh
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.height == 0:
+        return pa.array([], pa.string())
+    flat = pl.concat_str([pl.col(c).fill_null("") for c in _TEXT])
+    # JSON encoders agree on escaping printable ASCII and control characters; json.dumps
+    # also escapes DEL and everything non-ASCII as \uXXXX, which those rows get below
+    fast = df.select(
+        pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
+                       _total_text(pl), pl.lit("}")]).alias("text"),
+        ((flat.str.len_bytes() != flat.str.len_chars()) | flat.str.contains("\x7f", literal=True)).alias("ascii_esc"),
     )
-
-
-_PYFLOAT = (
-    "CASE WHEN total IS NULL THEN 'null' "
-    "ELSE regexp_replace(regexp_replace(CAST(total AS VARCHAR), '0+$', ''), '\\.$', '.0') END"
-)
-
-_SQL = f"""
-SELECT
-  regexp_matches(coalesce(invoice_number, '') || coalesce(client_data, '') || coalesce(line_items, ''),
-                 '[^ -~]') AS needs_python,
-  sha256('{{"client_data":' || {_js('client_data')} || ',"invoice_number":' || {_js('invoice_number')}
-         || ',"line_items":' || {_js('line_items')} || ',"total_amount":' || {_PYFLOAT} || '}}') AS sha
-FROM t
-"""
+    text = fast.get_column("text")
+    slow = fast.get_column("ascii_esc")
+    if slow.any():
+        sub = table.filter(slow.to_arrow())
+        parts = [_escaped_ascii(sub.column(c)) for c in _TEXT]
+        tot = pl.from_arrow(sub.select(["total"])).select(_total_text(pl)).to_series().to_arrow().cast(pa.string())
+        exact = pc.binary_join_element_wise('{"client_data":', parts[0], ',"invoice_number":', parts[1],
+                                            ',"line_items":', parts[2], ',"total_amount":', tot, "}", "")
+        text = text.scatter(slow.arg_true(), pl.from_arrow(exact))
+    return pl.DataFrame({"t": text}).select(plh.col("t").chash.sha2_256()).to_series().to_arrow()
 
 
 def row_checksum(row: dict) -> str:
@@ -73,27 +98,7 @@ def checksum(invoices: pd.DataFrame) -> pd.Series:
     Returns a string Series aligned with ``invoices``' index. Does not mutate the input.
     """
     table = pa.Table.from_pandas(invoices[_COLS], preserve_index=False)
-    con = _duck.connect(t=table)
-    try:
-        out = _duck.arrow(con, _SQL)
-    finally:
-        con.close()
-    sha = out.column("sha").to_pandas(types_mapper=pd.ArrowDtype)
-    sha.index = invoices.index
-    slow = out.column("needs_python").to_numpy(zero_copy_only=False)
-    if slow.any():
-        sub = invoices.loc[slow, _COLS]
-        sha.loc[slow] = [
-            row_checksum(
-                {
-                    "invoice_number": None if pd.isna(n) else n,
-                    "client_data": None if pd.isna(c) else c,
-                    "line_items": None if pd.isna(li) else li,
-                    "total_amount": None if pd.isna(t) else Decimal(str(t)),
-                }
-            )
-            for n, c, li, t in sub.itertuples(index=False, name=None)
-        ]
+    sha = pd.Series(_checksum_table(table), index=invoices.index, dtype=pd.ArrowDtype(pa.string()))
     return sha.rename("checksum")
 
 

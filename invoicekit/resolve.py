@@ -22,7 +22,10 @@ nothing. Conflicts follow the ``strategy``:
 
 ``decisions`` (a DataFrame with ``id``, ``field``, ``choice`` in local/central/base;
 ``field='*'`` takes the whole invoice from that side) override the strategy for the
-fields they name, in one vectorised step. Nothing unresolved is written: such invoices
+fields they name, in one vectorised step: an invoice with a field decision is merged,
+the fields not named following the strategy (the winning side's value for
+``prefer_*`` and ``last_write_wins``). Only conflicts take decisions, and ``base``
+only where a base snapshot exists; anything else is a :class:`UsageError`. Nothing unresolved is written: such invoices
 keep action ``unresolved`` and their fields are listed in ``Resolution.unresolved``.
 An invoice whose local row fails its checksum or did not parse gets action
 ``quarantine`` (with ``quarantine_reason``): it is reported and left alone.
@@ -41,7 +44,7 @@ from ._html import frame_html, page
 from ._payload import client_json_sql, rebuild
 from .errors import UsageError
 from .reconcile import Reconciliation
-from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet, empty, to_frame
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet, empty
 
 __all__ = ["resolve", "Resolution", "STRATEGIES", "ACTIONS"]
 
@@ -56,7 +59,8 @@ SELECT s.id, s.status, s.local_version, s.central_version, s.base_version, s.loc
     WHEN s.status IN ('local_only', 'local_ahead', 'deleted_local') THEN 'push'
     WHEN s.status IN ('central_ahead', 'deleted_central') THEN 'pull'
     WHEN w.whole = 'central' THEN 'pull'
-    WHEN w.whole = 'local' THEN 'push'
+    WHEN w.whole IN ('local', 'base') THEN 'push'
+    WHEN f.id IS NOT NULL THEN 'merge'
     WHEN '{strategy}' = 'prefer_local' THEN 'push'
     WHEN '{strategy}' = 'prefer_central' THEN 'pull'
     WHEN '{strategy}' = 'last_write_wins' THEN 'push'
@@ -67,6 +71,7 @@ SELECT s.id, s.status, s.local_version, s.central_version, s.base_version, s.loc
     WHEN s.status IN ('central_ahead', 'deleted_central') THEN 'central'
     WHEN s.status <> 'conflict' THEN NULL
     WHEN w.whole IS NOT NULL THEN w.whole
+    WHEN f.id IS NOT NULL THEN 'merged'
     WHEN '{strategy}' = 'prefer_local' THEN 'local'
     WHEN '{strategy}' = 'prefer_central' THEN 'central'
     WHEN '{strategy}' = 'last_write_wins' THEN
@@ -74,6 +79,7 @@ SELECT s.id, s.status, s.local_version, s.central_version, s.base_version, s.loc
     ELSE 'merged'
   END AS winner
 FROM st s LEFT JOIN (SELECT id, any_value(choice) AS whole FROM dec WHERE field = '*' GROUP BY id) w USING (id)
+  LEFT JOIN (SELECT DISTINCT id FROM dec WHERE field <> '*') f USING (id)
 """
 
 # long form of the invoices to merge: (id, field, value, pos); lines keyed by identity
@@ -110,6 +116,9 @@ WITH f AS (
     CASE
       WHEN choice IS NOT NULL THEN choice
       WHEN lv IS NOT DISTINCT FROM cv THEN 'local'
+      WHEN '{strategy}' = 'prefer_local' THEN 'local'
+      WHEN '{strategy}' = 'prefer_central' THEN 'central'
+      WHEN '{strategy}' = 'last_write_wins' THEN CASE WHEN local_newer THEN 'local' ELSE 'central' END
       WHEN has_base AND lv IS NOT DISTINCT FROM bv THEN 'central'
       WHEN has_base AND cv IS NOT DISTINCT FROM bv THEN 'local'
       WHEN '{strategy}' = 'three_way' THEN NULL
@@ -258,7 +267,19 @@ def _decisions(decisions: pd.DataFrame | None, rec: Reconciliation) -> pa.Table:
     if len(unknown):
         raise UsageError(f"decision for unknown invoice id {unknown['id'].iloc[0]!r}")
     if d.duplicated(["id", "field"]).any():
-        raise UsageError("decisions name the same (id, field) twice")
+        dup = d[d.duplicated(["id", "field"])].iloc[0]
+        raise UsageError(f"decisions name ({dup['id']!r}, {dup['field']!r}) twice")
+    status = rec.status.set_index("id")
+    st = status.loc[d["id"], "status"].to_numpy()
+    settled = d[st != "conflict"]
+    if len(settled):
+        i = settled["id"].iloc[0]
+        raise UsageError(f"decision for {i!r}, which is {status.loc[i, 'status']!r}, not a conflict: "
+                         "only conflicts take decisions")
+    no_base = d[(d["choice"] == "base") & ~status.loc[d["id"], "has_base"].fillna(False).astype(bool).to_numpy()]
+    if len(no_base):
+        raise UsageError(f"decision 'base' for {no_base['id'].iloc[0]!r}, which has no base snapshot "
+                         "(its store was not written by invoicekit): choose local or central")
     return pa.Table.from_pandas(d, preserve_index=False)
 
 
@@ -317,7 +338,8 @@ def resolve(
             SELECT x.* REPLACE (a.new_version AS version, 'synced' AS sync_status,
                    CASE WHEN a.status = 'conflict' AND a.action = 'push' THEN $now::TIMESTAMPTZ ELSE x.modified_at END
                      AS modified_at)
-            FROM (SELECT 'local' AS side, * FROM loc UNION ALL BY NAME SELECT 'central' AS side, * FROM cen) x
+            FROM (SELECT 'local' AS side, * FROM loc UNION ALL BY NAME SELECT 'central' AS side, * FROM cen
+                  UNION ALL BY NAME SELECT 'base' AS side, * FROM bas) x
             JOIN (SELECT id, action, winner, status,
                          CASE WHEN action = 'pull' THEN central_version
                               WHEN status = 'conflict' THEN greatest(local_version, central_version) + 1
@@ -328,7 +350,9 @@ def resolve(
         whole_lines = _duck.arrow(con, """
             SELECT l.* FROM ll l JOIN act a ON a.id = l.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'local'
             UNION ALL
-            SELECT c.* FROM cl c JOIN act a ON a.id = c.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'central'""")
+            SELECT c.* FROM cl c JOIN act a ON a.id = c.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'central'
+            UNION ALL
+            SELECT b.* FROM bl b JOIN act a ON a.id = b.invoice_id AND a.action = 'push' AND a.winner = 'base'""")
     finally:
         con.close()
     merged = rebuild(merged_inv.cast(INVOICE_SCHEMA), merged_lines.cast(LINE_SCHEMA)) if merged_inv.num_rows else None

@@ -27,6 +27,8 @@ def test_environment_yml_matches_pyproject():
                 for r in reqs}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d): d.replace(" ", "").lower() for d in env["dependencies"] if isinstance(d, str)}
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))  # what conda-forge lacks
+    conda.update({_name(d): d.replace(" ", "").lower() for d in pip if not d.startswith("-e")})
     conda.pop("python")
     conda.pop("pip")
     assert conda == expected

@@ -31,6 +31,9 @@ __all__ = ["init_db", "read_central", "write_central", "CentralStore"]
 class CentralStore:
     """A parsed central-store URL (or SQLAlchemy Engine): dialect, libpq URL or file path."""
 
+    #: ``application_name`` of the PostgreSQL sessions this store opens
+    application_name = "invoicekit"
+
     def __init__(self, url_or_engine: Any) -> None:
         from sqlalchemy.engine import Engine, make_url
 
@@ -63,7 +66,7 @@ class CentralStore:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise MissingDependencyError("psycopg", "postgres") from exc
         try:
-            return psycopg.connect(self.libpq, **kwargs)
+            return psycopg.connect(self.libpq, **{"application_name": self.application_name, **kwargs})
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot connect to central store {self.display}: {exc}", store=self.display) from exc
 

@@ -16,8 +16,8 @@ import pyarrow as pa
 
 from .. import _duck
 from .._normalize import normalize
-from ..schema import InvoiceSet
 from ..errors import NotAStoreError
+from ..schema import InvoiceSet
 from . import _sqlite
 
 __all__ = ["read_local", "write_local", "create_local", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]

@@ -120,6 +120,7 @@ class SyncEngine:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.local = str(local)
         self.central = CentralStore(central)
+        self.central.application_name = "invoicekit-sync"
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.backoff = backoff
@@ -133,13 +134,16 @@ class SyncEngine:
 
     def drain(self) -> DrainResult:
         """Push every queued operation, oldest first; returns the outcome of each."""
-        _require_schema(self.central)
-        _require_ledger(self.central)
         self._prepare()
         done: list[pd.DataFrame] = []
+        _, attempts, error = self._retrying(lambda: (_require_schema(self.central), _require_ledger(self.central)))
         while True:
             batch = self._next_batch()
             if batch is None:
+                break
+            if error is not None:  # the central store never answered: the first batch waits, marked error
+                outcome = self._fail(batch, attempts, error)
+                done.append(outcome)
                 break
             outcome = self._run_batch(batch)
             done.append(outcome)
@@ -255,26 +259,16 @@ class SyncEngine:
             finally:
                 con.close()
             self._mark_syncing(good["id"].tolist())
-            attempts, error = 0, None
-            while True:
-                attempts += 1
-                try:
-                    if self.central.dialect == "postgresql":
-                        applied, already = _central.apply_pg(self.central, rows, lines, actor=self.actor,
-                                                             strategy="queue")
-                    else:
-                        applied, already = _central.apply_sqlite(
-                            self.central, rows, lines, actor=self.actor, strategy="queue",
-                            now=datetime.now(timezone.utc).isoformat())
-                    error = None
-                    break
-                except Exception as exc:  # noqa: BLE001 - only connection trouble is retried, see _retryable
-                    if not _retryable(exc) or attempts > self.max_retries:
-                        error = f"{type(exc).__name__}: {exc}"
-                        if not _retryable(exc):
-                            raise
-                        break
-                    self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
+
+            def push():
+                if self.central.dialect == "postgresql":
+                    return _central.apply_pg(self.central, rows, lines, actor=self.actor, strategy="queue")
+                return _central.apply_sqlite(self.central, rows, lines, actor=self.actor, strategy="queue",
+                                             now=datetime.now(timezone.utc).isoformat())
+
+            result, attempts, error = self._retrying(push)
+            if error is None:
+                applied, already = result
             sent = out["op_id"].isin(good["op_id"])
             out.loc[sent, "attempts"] = attempts
             if error is not None:
@@ -286,6 +280,29 @@ class SyncEngine:
             if error is None and self.on_batch_committed is not None:
                 self.on_batch_committed(out.copy())
         self._acknowledge(out, quarantined, target_rows=_payload_rows(parsed))
+        return out
+
+    def _retrying(self, fn: Callable[[], object]) -> tuple[object, int, str | None]:
+        """Call ``fn``, retrying connection trouble with exponential backoff:
+        returns (result, attempts, error text or None)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return fn(), attempts, None
+            except Exception as exc:  # noqa: BLE001 - anything but connection trouble is re-raised
+                if not _retryable(exc):
+                    raise
+                if attempts > self.max_retries:
+                    return None, attempts, f"{type(exc).__name__}: {exc}"
+                self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
+
+    def _fail(self, batch: pa.Table, attempts: int, error: str) -> pd.DataFrame:
+        out = pd.DataFrame({"queue_id": batch.column("id").to_pylist(), "op_id": batch.column("op_id").to_pylist(),
+                            "invoice_id": batch.column("transaction_id").to_pylist(),
+                            "operation": batch.column("operation").to_pylist(), "outcome": "error",
+                            "attempts": attempts, "error": error})
+        self._acknowledge(out, pd.DataFrame({"op_id": [], "reason": []}), target_rows=[])
         return out
 
     def _mark_syncing(self, ids: list[str]) -> None:
