@@ -1,12 +1,10 @@
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pandas as pd
-import psycopg
 import pytest
 
 import invoicekit as ik
