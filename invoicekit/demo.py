@@ -3,8 +3,9 @@
 Steps: load the device stores, validate them, verify checksums, build the central store
 (embedded SQLite unless a URL is given), then reconcile each device against it, resolve
 three-way (plus an analyst's decisions), plan, sync (twice: the replay changes nothing)
-and reconcile again. Everything it
-writes goes under ``out``; it prints what it did.
+and reconcile again; finally a device works offline (``LocalStore``) and its queue is drained
+by the ``SyncEngine``, a redelivered operation changing nothing. Everything it writes goes
+under ``out``; it prints what it did.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import integrity as _checksum
-from .io import init_db, read_central, read_local, write_central
+from .io import _sqlite, init_db, read_central, read_local, write_central
 from .reconcile import reconcile
 from .resolve import resolve
 from .samples import read_jsonl, write_samples
-from .sync import apply_sync, plan_sync
+from .device import LocalStore
+from .sync import SyncEngine, apply_sync, plan_sync
 from .validate import validate
 
 __all__ = ["run_demo", "find_samples"]
@@ -137,7 +139,46 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
         result["sync"][name] = {"pushed": int((synced.results["central"] == "applied").sum()),
                                 "after": {k: v for k, v in after.counts().items() if v}}
 
+    _device_side(work / "device_a.sqlite", url, result)
+
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
                                                        and not p.name.endswith(("-wal", "-shm")))))
     return result
+
+
+def _device_side(path: Path, url: str, result: dict) -> None:
+    """A device goes on working offline, then its queue is drained exactly once."""
+    _say("\n6. On the device: offline edits queue operations; the SyncEngine drains them")
+    store = LocalStore(path)
+    live = read_local(path).invoices
+    live = live[live["deleted_at"].isna() & (live["sync_status"] == "synced")]
+    new_id = store.create(invoice_number="INV-DEMO-0001", currency="EUR",
+                          client={"name": "Demo Bakery Ltd", "email": "accounts@bakery.example"},
+                          line_items=[{"description": "Sourdough loaves", "quantity": 40, "unit_price": "3.20"},
+                                      {"description": "Delivery", "quantity": 1, "unit_price": "12.50"}])
+    edited, gone = str(live["id"].iloc[0]), str(live["id"].iloc[1])
+    store.update(edited, client={"email": "new-billing@example.com"})
+    store.delete(gone)
+    queue = store.queue()
+    _say(f"   LocalStore: created {new_id[:8]}, edited {edited[:8]}, deleted {gone[:8]} "
+         f"-> {len(queue)} queued operations ({', '.join(queue['operation'])}), each with a uuid op id")
+    # a device that lost its acknowledgement sends the first operation again
+    engine = SyncEngine(path, url, batch_size=2, actor="invoicekit-demo-device")
+    first = engine.drain()
+    with _sqlite.write_transaction(str(path)) as conn:
+        conn.execute("INSERT INTO sync_queue (transaction_id, operation, payload, retry_count, created_at, op_id, "
+                     "status) VALUES (?, ?, ?, 0, ?, ?, 'pending')",
+                     (queue["transaction_id"].iloc[0], queue["operation"].iloc[0], queue["payload"].iloc[0],
+                      queue["created_at"].iloc[0], queue["op_id"].iloc[0]))
+    again = engine.drain()
+    after = reconcile(read_local(path), read_central(url))
+    _say("   drain: " + ", ".join(f"{o} {n}" for o, n in first.summary().itertuples(index=False) if n)
+         + "; the redelivered operation: " + ", ".join(f"{o} {n}" for o, n in again.summary().itertuples(index=False)
+                                                      if n))
+    _say(f"   queue now holds {len(store.queue())} operations; those 3 invoices now: "
+         + ", ".join(f"{i[:8]} {s}" for i, s in after.status.set_index("id").loc[[new_id, edited, gone], "status"]
+                     .items()))
+    result["device"] = {"drain": {o: int(n) for o, n in first.summary().itertuples(index=False) if n},
+                        "redelivered": {o: int(n) for o, n in again.summary().itertuples(index=False) if n}}
+

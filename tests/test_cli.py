@@ -76,6 +76,9 @@ def test_demo_end_to_end(tmp_path, central, request):
     assert result["sync"]["device_a"]["after"] == {"same": 166, "central_only": 268}
     assert result["sync"]["device_b"]["after"]["conflict"] == 2  # the quarantined rows
     assert (tmp_path / "out" / "reconcile_device_a.html").exists()
+    # the device side: three offline edits drained once, the redelivered one changes nothing
+    assert result["device"] == {"drain": {"synced": 3}, "redelivered": {"already_synced": 1}}
+    assert "those 3 invoices now: " in r.stdout and r.stdout.count(" same") >= 3
 
 
 def test_demo_runs_outside_the_repository(tmp_path):
