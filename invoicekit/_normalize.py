@@ -18,7 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from . import _duck
-from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
 
 RAW_COLUMNS = [
     "source_row", "id", "invoice_number", "client_data", "line_items", "total_amount",
@@ -34,7 +34,6 @@ CREATE TEMP TABLE inv AS
 WITH base AS (
   SELECT *,
     coalesce(CASE WHEN json_valid(client_data) THEN json_type(client_data) END = 'OBJECT', false) AS client_ok,
-    coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false) AS lines_ok,
     CASE WHEN total_amount IS NOT NULL THEN TRY_CAST(total_amount AS DECIMAL(12,2))
          ELSE TRY_CAST(trim(total_text) AS DECIMAL(12,2)) END AS total_dec,
     CASE WHEN total_amount IS NOT NULL
@@ -56,7 +55,7 @@ SELECT
   sync_status::VARCHAR AS sync_status, checksum::VARCHAR AS checksum,
   TRY_CAST(deleted_at AS TIMESTAMPTZ) AS deleted_at,
   source::VARCHAR AS source,
-  client_ok, lines_ok,
+  client_ok,
   (total_amount IS NOT NULL OR total_text IS NOT NULL) AND NOT coalesce(total_exact, false) AS total_bad,
   coalesce(total_amount::VARCHAR, total_text) AS total_raw,
   created_at IS NOT NULL AND TRY_CAST(created_at AS TIMESTAMPTZ) IS NULL AS created_bad,
@@ -68,11 +67,14 @@ FROM parsed
 
 _LINES_SQL = f"""
 CREATE TEMP TABLE ln AS
-WITH items AS (
+WITH checked AS (
+  SELECT *, coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false) AS lines_ok
+  FROM items
+), parsed AS (
   SELECT id AS invoice_id, source, source_row,
     unnest(from_json(line_items, '{_LINE_STRUCT}')) AS item,
     unnest(range(1, json_array_length(line_items)::BIGINT + 1)) AS line_no
-  FROM inv WHERE lines_ok
+  FROM checked WHERE lines_ok
 )
 SELECT invoice_id, line_no::INTEGER AS line_no, source, source_row,
   item.description AS description,
@@ -81,7 +83,23 @@ SELECT invoice_id, line_no::INTEGER AS line_no, source, source_row,
   item.quantity AS quantity_raw, item.unit_price AS unit_price_raw,
   TRY_CAST(trim(item.quantity) AS DECIMAL(38,10)) AS quantity_wide,
   TRY_CAST(trim(item.unit_price) AS DECIMAL(38,10)) AS unit_price_wide
+FROM parsed
+"""
+
+_BAD_ITEMS_SQL = """
+SELECT source, source_row, id, 'unparseable_json' AS rule, 'line_items' AS field, left(line_items, 80) AS value,
+       'line_items is not a JSON array' AS message
 FROM items
+WHERE line_items IS NOT NULL
+  AND NOT coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false)
+UNION ALL
+SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].quantity',
+       quantity_raw, 'quantity is missing or not a number with at most 3 decimals'
+FROM ln WHERE quantity IS NULL OR quantity_wide IS DISTINCT FROM quantity
+UNION ALL
+SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].unit_price',
+       unit_price_raw, 'unit_price is missing or not a number with at most 2 decimals'
+FROM ln WHERE unit_price IS NULL OR unit_price_wide IS DISTINCT FROM unit_price
 """
 
 _PROBLEMS_SQL = """
@@ -89,10 +107,6 @@ SELECT source, source_row, id, 'unparseable_json' AS rule, 'client_data' AS fiel
        left(client_data, 80) AS value,
        'client_data is not a JSON object' AS message
 FROM inv WHERE client_data IS NOT NULL AND NOT client_ok
-UNION ALL
-SELECT source, source_row, id, 'unparseable_json', 'line_items', left(line_items, 80),
-       'line_items is not a JSON array'
-FROM inv WHERE line_items IS NOT NULL AND NOT lines_ok
 UNION ALL
 SELECT source, source_row, id, 'not_numeric', 'total', total_raw,
        'total_amount is not a number with at most 2 decimals'
@@ -106,27 +120,18 @@ FROM inv WHERE modified_bad
 UNION ALL
 SELECT source, source_row, id, 'bad_timestamp', 'deleted_at', deleted_raw, 'deleted_at is not a timestamp'
 FROM inv WHERE deleted_bad
-UNION ALL
-SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].quantity',
-       quantity_raw, 'quantity is missing or not a number with at most 3 decimals'
-FROM ln WHERE quantity IS NULL OR quantity_wide IS DISTINCT FROM quantity
-UNION ALL
-SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].unit_price',
-       unit_price_raw, 'unit_price is missing or not a number with at most 2 decimals'
-FROM ln WHERE unit_price IS NULL OR unit_price_wide IS DISTINCT FROM unit_price
 """
 
 
-def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
-    """Parse a raw store-shaped Arrow table into an :class:`InvoiceSet` (see module doc).
+ITEM_COLUMNS = ["id", "line_items", "source", "source_row"]
 
-    ``lines=False`` leaves the lines frame empty (the ``line_items`` text is kept).
-    """
-    con = _duck.connect(raw=raw.select(RAW_COLUMNS))
+
+def explode_lines(items: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(lines, problems) parsed from the ``line_items`` text of ``items`` (columns
+    :data:`ITEM_COLUMNS`), in one vectorised DuckDB pass."""
+    con = _duck.connect(items=items.select(ITEM_COLUMNS))
     try:
-        con.execute(_INVOICES_SQL)
-        con.execute(_LINES_SQL if lines else _LINES_SQL.replace("WHERE lines_ok", "WHERE false"))
-        invoices = _duck.arrow(con, f"SELECT {', '.join(INVOICE_SCHEMA.names)} FROM inv")
+        con.execute(_LINES_SQL)
         lines = _duck.arrow(
             con,
             """SELECT invoice_id, line_no, description,
@@ -136,9 +141,27 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
                            THEN ROUND(quantity * unit_price, 2)::DECIMAL(12,2) END AS line_total
                FROM ln""",
         )
+        problems = _duck.arrow(con, _BAD_ITEMS_SQL)
+    finally:
+        con.close()
+    return lines.cast(LINE_SCHEMA), problems.cast(PROBLEM_SCHEMA)
+
+
+def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
+    """Parse a raw store-shaped Arrow table into an :class:`InvoiceSet` (see module doc).
+
+    Line items are deferred: the set parses them on first use (see :class:`InvoiceSet`).
+    ``lines=False`` leaves the lines frame empty (the ``line_items`` text is kept).
+    """
+    con = _duck.connect(raw=raw.select(RAW_COLUMNS))
+    try:
+        con.execute(_INVOICES_SQL)
+        invoices = _duck.arrow(con, f"SELECT {', '.join(INVOICE_SCHEMA.names)} FROM inv")
         problems = _duck.arrow(con, _PROBLEMS_SQL + " ORDER BY source, source_row, field")
     finally:
         con.close()
-    return InvoiceSet.from_arrow(
-        invoices.cast(INVOICE_SCHEMA), lines.cast(LINE_SCHEMA), problems.cast(PROBLEM_SCHEMA)
-    )
+    invoices = invoices.cast(INVOICE_SCHEMA)
+    inv, probs = to_frame(invoices, INVOICE_SCHEMA), to_frame(problems.cast(PROBLEM_SCHEMA), PROBLEM_SCHEMA)
+    if not lines:
+        return InvoiceSet(inv, None, probs)
+    return InvoiceSet(inv, None, probs, pending_lines=invoices.select(ITEM_COLUMNS))

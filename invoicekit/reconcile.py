@@ -246,10 +246,7 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
     )
-    con = _duck.connect(
-        loc=local.invoices_table(), cen=central.invoices_table(), bas=base.invoices_table(),
-        ll=local.lines_table(), cl=central.lines_table(), bl=base.lines_table(),
-    )
+    con = _duck.connect(loc=local.invoices_table(), cen=central.invoices_table(), bas=base.invoices_table())
     try:
         con.execute("CREATE TEMP TABLE st AS " + _STATUS_SQL)
         status = _duck.arrow(con, "SELECT * FROM st")
@@ -258,6 +255,10 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
                 "CREATE TEMP TABLE todo AS SELECT id, has_base FROM st "
                 f"WHERE status NOT IN ({', '.join(repr(s) for s in IN_SYNC + ('local_only',))})"
             )
+            # only the invoices that differ need their line items (deferred sets parse just those)
+            todo = _duck.arrow(con, "SELECT id FROM todo").column("id")
+            for name, side in (("ll", local), ("cl", central), ("bl", base)):
+                con.register(name, side.lines_of(todo))
             for out, inv, lines in (("lf", "loc", "ll"), ("cf", "cen", "cl"), ("bf", "bas", "bl")):
                 con.execute(_LONG.format(out=out, inv=inv, lines=lines))
             diff = _duck.arrow(con, _FIELDS_SQL)

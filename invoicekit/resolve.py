@@ -300,10 +300,14 @@ def resolve(
     st = pa.Table.from_pandas(rec.status, preserve_index=False)
     con = _duck.connect(
         st=st, dec=_decisions(decisions, rec), loc=local.invoices_table(), cen=central.invoices_table(),
-        bas=base.invoices_table(), ll=local.lines_table(), cl=central.lines_table(), bl=base.lines_table(),
+        bas=base.invoices_table(),
     )
     try:
         con.execute("CREATE TEMP TABLE act AS " + _ACTIONS_SQL.format(strategy=strategy))
+        # line items only of the invoices that get written (deferred sets parse just those)
+        busy = _duck.arrow(con, "SELECT id FROM act WHERE action <> 'none'").column("id")
+        for name, side in (("ll", local), ("cl", central), ("bl", base)):
+            con.register(name, side.lines_of(busy))
         con.execute(
             "CREATE TEMP TABLE todo AS SELECT s.id, s.has_base, s.local_modified_at, s.central_modified_at "
             "FROM st s JOIN act a USING (id) WHERE a.action = 'merge'"

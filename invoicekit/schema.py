@@ -42,11 +42,12 @@ hold.  ``problems`` lists what the loader could not parse (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import threading
 from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._html import frame_html, page
 from .errors import UsageError
@@ -127,26 +128,91 @@ def empty(schema: pa.Schema) -> pd.DataFrame:
     return to_frame(schema.empty_table(), schema)
 
 
-@dataclass(frozen=True)
 class InvoiceSet:
     """Invoices and their line items, in the canonical column types (see module doc).
 
     Build one with a loader (:func:`invoicekit.read_local`, :func:`invoicekit.read_central`),
-    from :mod:`invoicekit.samples`, or with :meth:`from_frames`. Nothing in the toolkit
-    mutates an ``InvoiceSet``: every step returns a new one.
+    from :mod:`invoicekit.samples`, or with :meth:`from_frames`. An ``InvoiceSet`` is
+    immutable and nothing in the toolkit mutates one: every step returns a new one.
+
+    Loaders defer the ``lines`` frame: it is parsed from the ``line_items`` text (captured
+    when the set was loaded) on first access of :attr:`lines` or :attr:`problems`, once,
+    and :meth:`lines_of` parses just the invoices asked for. The result is the same as an
+    eager parse; only its cost moves to where it is needed.
     """
 
-    invoices: pd.DataFrame
-    lines: pd.DataFrame
-    problems: pd.DataFrame = field(default_factory=lambda: empty(PROBLEM_SCHEMA))
-    #: the last-synced snapshot of each invoice, where the store records one (the toolkit's
-    #: own offline stores do, in ``invoicekit_base``); reconcile uses it for exact
-    #: three-way comparisons. ``None`` for stores that record none.
-    base: "InvoiceSet | None" = None
+    __slots__ = ("invoices", "_lines", "_problems", "_pending", "_lock", "base")
+
+    def __init__(self, invoices: pd.DataFrame, lines: pd.DataFrame | None = None,
+                 problems: pd.DataFrame | None = None, base: "InvoiceSet | None" = None, *,
+                 pending_lines: pa.Table | None = None) -> None:
+        if lines is not None and pending_lines is not None:
+            raise UsageError("give lines or pending_lines, not both")
+        set_ = object.__setattr__
+        set_(self, "invoices", invoices)
+        set_(self, "_lines", lines if lines is not None or pending_lines is not None else empty(LINE_SCHEMA))
+        set_(self, "_problems", problems if problems is not None else empty(PROBLEM_SCHEMA))
+        #: (id, line_items, source, source_row) still to explode into lines, or None
+        set_(self, "_pending", pending_lines)
+        set_(self, "_lock", threading.Lock())
+        #: the last-synced snapshot of each invoice, where the store records one (the toolkit's
+        #: own offline stores do, in ``invoicekit_base``); reconcile uses it for exact
+        #: three-way comparisons. ``None`` for stores that record none.
+        set_(self, "base", base)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"InvoiceSet is immutable (cannot set {name!r})")
+
+    def _resolve(self) -> None:
+        with self._lock:
+            if self._pending is None:
+                return
+            from ._normalize import explode_lines
+
+            lines, problems = explode_lines(self._pending)
+            merged = pa.concat_tables([to_table(self._problems, PROBLEM_SCHEMA), problems.cast(PROBLEM_SCHEMA)])
+            merged = merged.sort_by([("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
+            object.__setattr__(self, "_lines", to_frame(lines, LINE_SCHEMA))
+            object.__setattr__(self, "_problems", to_frame(merged, PROBLEM_SCHEMA))
+            object.__setattr__(self, "_pending", None)
+
+    @property
+    def lines(self) -> pd.DataFrame:
+        """One row per line item (parsed on first access when the loader deferred it)."""
+        if self._pending is not None:
+            self._resolve()
+        return self._lines
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        """What the loader could not parse: source, source_row, id, rule, field, value, message."""
+        if self._pending is not None:
+            self._resolve()
+        return self._problems
+
+    @property
+    def lines_deferred(self) -> bool:
+        """True while the line items wait to be parsed."""
+        return self._pending is not None
+
+    def lines_of(self, ids) -> pa.Table:
+        """The lines (Arrow, :data:`LINE_SCHEMA`) of the invoices in ``ids`` only: a deferred
+        set parses just those invoices' ``line_items``."""
+        ids = pa.array(pd.Series(ids, dtype="object").dropna().astype(str).unique(), pa.string())
+        pending = self._pending
+        if pending is None:
+            table = self.lines_table()
+            return table.filter(pc.is_in(table.column("invoice_id"), value_set=ids))
+        from ._normalize import explode_lines
+
+        lines, _ = explode_lines(pending.filter(pc.is_in(pending.column("id"), value_set=ids)))
+        return lines.select(LINE_SCHEMA.names).cast(LINE_SCHEMA)
 
     def with_base(self, base: "InvoiceSet | None") -> "InvoiceSet":
         """The same set with ``base`` as its last-synced snapshot."""
-        return replace(self, base=base)
+        if self._pending is not None:
+            return InvoiceSet(self.invoices, None, self._problems, base, pending_lines=self._pending)
+        return InvoiceSet(self.invoices, self._lines, self._problems, base)
 
     @classmethod
     def from_arrow(

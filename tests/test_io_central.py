@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import invoicekit as ik
+from invoicekit.io.central import SCHEMA_VERSION
 from invoicekit.samples import make_invoices, make_scenario
 
 KEY = ["id"]
@@ -29,8 +30,8 @@ def central(request, tmp_path):
 
 
 def test_init_is_idempotent_and_creates_indexes(central_pg_url):
-    assert ik.init_db(central_pg_url) == 2
-    assert ik.init_db(central_pg_url) == 2
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 3
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     store = ik.io.central.CentralStore(central_pg_url)
     with store.pg() as conn:
         idx = {r[0]: r[1] for r in conn.execute(
@@ -44,7 +45,7 @@ def test_init_is_idempotent_and_creates_indexes(central_pg_url):
     assert "WHERE (sync_status <> 'synced'" in idx["invoices_unsynced_idx"]
     assert types["total"] == "numeric" and types["client_data"] == "jsonb"
     assert types["created_at"] == "timestamp with time zone"
-    assert versions == 2
+    assert versions == SCHEMA_VERSION
 
 
 def test_round_trip_is_exact_with_tombstones(central):
@@ -152,3 +153,19 @@ def test_sigkill_mid_write_is_all_or_nothing(central_pg_url, delay):
     assert ik.verify(back.invoices).all()
     per_invoice = back.lines.groupby("invoice_id").size()
     assert per_invoice.index.nunique() == len(back)  # no invoice without its lines
+
+
+def test_upgrade_from_version_2_fills_the_generated_client_columns(central_pg_url):
+    ik.init_db(central_pg_url)
+    s = make_invoices(30, seed=11)
+    ik.write_central(s, central_pg_url)
+    store = ik.io.central.CentralStore(central_pg_url)
+    with store.pg() as conn:  # back to a version-2 store holding data
+        conn.execute("ALTER TABLE invoices DROP COLUMN client_name, DROP COLUMN client_email, "
+                     "DROP COLUMN client_address, DROP COLUMN client_tax_id")
+        conn.execute("DELETE FROM invoicekit_schema WHERE version = 3")
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION
+    back = ik.read_central(central_pg_url).invoices.set_index("id").sort_index()
+    want = s.invoices.set_index("id").sort_index()
+    for col in ("client_name", "client_email", "client_address", "client_tax_id", "total", "created_at"):
+        assert back[col].tolist() == want[col].tolist(), col

@@ -154,3 +154,28 @@ def test_sigkill_mid_write_leaves_old_or_new_content(tmp_path, delay):
     assert len(back) in (100, 40100)  # all or nothing
     assert ik.verify(back.invoices).all()
     assert set(old.invoices["id"]) <= set(back.invoices["id"])
+
+
+def test_line_items_are_parsed_on_first_use_with_the_same_result(tmp_path):
+    rows = [device_row(i) for i in range(12)]
+    rows[4]["line_items"] = json.dumps([{"description": "x", "quantity": "lots", "unit_price": 2.0}])
+    rows[7]["line_items"] = "[not json"
+    path = tmp_path / "d.sqlite"
+    write_device_store(path, rows, settings={"default_currency": json.dumps("EUR")})
+    s = ik.read_local(path)
+    assert s.lines_deferred
+    ids = [rows[1]["id"], rows[4]["id"]]
+    subset = s.lines_of(ids).to_pandas(types_mapper=pd.ArrowDtype)
+    assert s.lines_deferred  # parsing a subset leaves the rest deferred
+    assert sorted(subset["invoice_id"].unique()) == sorted(ids)
+    # first access parses everything once, and load problems of the lines appear with the others
+    assert len(s.lines) == 2 * 10 + 1 and not s.lines_deferred
+    assert set(zip(s.problems["id"], s.problems["rule"], s.problems["field"])) == {
+        (rows[4]["id"], "not_numeric", "line_items[1].quantity"),
+        (rows[7]["id"], "unparseable_json", "line_items"),
+    }
+    whole = s.lines[s.lines["invoice_id"].isin(ids)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(subset.sort_values(["invoice_id", "line_no"]).reset_index(drop=True),
+                                  whole.sort_values(["invoice_id", "line_no"]).reset_index(drop=True))
+    with pytest.raises(AttributeError):
+        s.lines = whole  # immutable

@@ -63,6 +63,13 @@ POSTGRES = [
            FOR EACH ROW EXECUTE FUNCTION invoicekit_audit_append_only()""",
         "CREATE INDEX IF NOT EXISTS invoicekit_audit_invoice_idx ON invoicekit_audit (invoice_id, seq)",
     ],
+    # version 3: the client fields as stored generated columns, parsed once at write time so
+    # that reads fetch them instead of parsing JSON (read_central's fast path)
+    [
+        "ALTER TABLE invoices " + ", ".join(
+            f"ADD COLUMN IF NOT EXISTS client_{k} TEXT GENERATED ALWAYS AS (client_data_text::jsonb->>'{k}') STORED"
+            for k in ("name", "email", "address", "tax_id")),
+    ],
 ]
 
 SQLITE = [
@@ -122,6 +129,7 @@ SQLITE = [
            BEGIN SELECT RAISE(ABORT, 'invoicekit_audit is append-only'); END""",
         "CREATE INDEX IF NOT EXISTS invoicekit_audit_invoice_idx ON invoicekit_audit (invoice_id, seq)",
     ],
+    [],  # version 3 (PostgreSQL's generated client columns): SQLite parses client fields at read
 ]
 
 META = "CREATE TABLE IF NOT EXISTS invoicekit_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"

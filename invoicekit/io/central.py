@@ -19,13 +19,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .. import _duck
-from .._normalize import normalize
+from .._normalize import ITEM_COLUMNS, normalize
 from ..errors import MissingDependencyError, StoreError, StoreSchemaError, UsageError
-from ..schema import InvoiceSet
+from ..schema import INVOICE_SCHEMA, InvoiceSet, to_frame
 from . import _central_sql as ddl
 from . import _sqlite
 
-__all__ = ["init_db", "read_central", "write_central", "CentralStore"]
+__all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION"]
+
+#: the schema version :func:`init_db` creates or upgrades to
+SCHEMA_VERSION = len(ddl.POSTGRES)
+assert SCHEMA_VERSION == len(ddl.SQLITE), "both dialects number their migrations alike"
 
 
 class CentralStore:
@@ -157,37 +161,72 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     _require_schema(store)
     clause, params = _where(store, where)
     if store.dialect == "postgresql":
-        try:
-            import adbc_driver_postgresql.dbapi as adbc_pg
-        except ImportError as exc:  # pragma: no cover
-            raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
-        sql = (
-            "SELECT id, invoice_number, client_data_text AS client_data, line_items_text AS line_items, "
-            "NULL::float8 AS total_amount, total::text AS total_text, currency, created_at, modified_at, "
-            "deleted_at, version, sync_status, checksum FROM invoices" + clause
-        )
-        with adbc_pg.connect(store.libpq) as conn:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, params or None)
-                raw = cur.fetch_arrow_table()
-            finally:
-                cur.close()
-    else:
-        select = [
-            ("id", "id", "text"), ("invoice_number", "invoice_number", "text"),
-            ("client_data_text", "client_data", "text"), ("line_items_text", "line_items", "text"),
-            ("NULL", "total_amount", "real"), ("total", "total_text", "text"),
-            ("currency", "currency", "text"), ("created_at", "created_at", "text"),
-            ("modified_at", "modified_at", "text"), ("deleted_at", "deleted_at", "text"),
-            ("CAST(version AS TEXT)", "version", "text"), ("sync_status", "sync_status", "text"),
-            ("checksum", "checksum", "text"),
-        ]
-        raw = _sqlite.select_arrow(store.path, select, f"(SELECT * FROM invoices{clause} ORDER BY rowid)", params)
+        return _read_pg(store, clause, params, lines=lines)
+    select = [
+        ("id", "id", "text"), ("invoice_number", "invoice_number", "text"),
+        ("client_data_text", "client_data", "text"), ("line_items_text", "line_items", "text"),
+        ("NULL", "total_amount", "real"), ("total", "total_text", "text"),
+        ("currency", "currency", "text"), ("created_at", "created_at", "text"),
+        ("modified_at", "modified_at", "text"), ("deleted_at", "deleted_at", "text"),
+        ("CAST(version AS TEXT)", "version", "text"), ("sync_status", "sync_status", "text"),
+        ("checksum", "checksum", "text"),
+    ]
+    raw = _sqlite.select_arrow(store.path, select, f"(SELECT * FROM invoices{clause} ORDER BY rowid)", params)
     n = raw.num_rows
     raw = raw.append_column("source_row", pa.array(np.arange(1, n + 1, dtype=np.int64)))
     raw = raw.append_column("source", pa.array(np.full(n, store.display, dtype=object), pa.string()))
     return normalize(raw, lines=lines)
+
+
+# PostgreSQL hands every column in its canonical type: the client fields are generated
+# columns, amounts travel as exact integer cents (binary int8) and become decimal128 without
+# any text parsing, timestamps arrive as timestamptz. Nothing is left to parse but the
+# line items, which the InvoiceSet defers.
+_PG_SELECT = (
+    "SELECT id, invoice_number, client_name, client_email, client_address, client_tax_id, "
+    "client_data_text AS client_data, line_items_text AS line_items, currency, "
+    "(total * 100)::int8 AS total_cents, created_at, modified_at, version::int8 AS version, "
+    "sync_status, checksum, deleted_at FROM invoices"
+)
+
+
+def _cents_to_decimal(cents: pa.ChunkedArray, scale: int = 2, precision: int = 12) -> pa.Array:
+    """Exact int64 minor units -> decimal128(precision, scale), by laying the int64s out as
+    the little-endian int128 unscaled values Arrow stores (no float, no text)."""
+    arr = cents.combine_chunks() if isinstance(cents, pa.ChunkedArray) else cents
+    values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    wide = np.empty((len(values), 2), dtype=np.int64)
+    wide[:, 0] = values
+    wide[:, 1] = values >> 63  # sign extension
+    validity = arr.buffers()[0] if arr.null_count else None
+    if validity is not None and arr.offset:
+        validity = pa.array(arr.is_valid().to_numpy(zero_copy_only=False)).buffers()[1]
+    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(values),
+                                 [validity, pa.py_buffer(wide.tobytes())], null_count=arr.null_count)
+
+
+def _read_pg(store: CentralStore, clause: str, params: list, *, lines: bool) -> InvoiceSet:
+    try:
+        import adbc_driver_postgresql.dbapi as adbc_pg
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
+    with adbc_pg.connect(store.libpq) as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(_PG_SELECT + clause, params or None)
+            raw = cur.fetch_arrow_table()
+        finally:
+            cur.close()
+    n = raw.num_rows
+    cols = {name: raw.column(name) for name in raw.column_names}
+    cols["total"] = _cents_to_decimal(cols.pop("total_cents"))
+    cols["source"] = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([store.display]))
+    cols["source_row"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
+    invoices = pa.table({name: cols[name] for name in INVOICE_SCHEMA.names}).cast(INVOICE_SCHEMA)
+    frame = to_frame(invoices, INVOICE_SCHEMA)
+    if not lines:
+        return InvoiceSet(frame)
+    return InvoiceSet(frame, pending_lines=invoices.select(ITEM_COLUMNS))
 
 
 def _csv(table: pa.Table) -> bytes:
@@ -269,7 +308,11 @@ def write_central(
                         copy.write(_csv(pa.Table.from_batches([batch], schema=table.schema)))
             cur.execute(_PG_UPSERT)
             cur.execute("DELETE FROM invoice_lines WHERE invoice_id IN (SELECT id FROM ik_stage)")
-            cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) SELECT {', '.join(_LINE_COLS)} FROM ik_stage_lines")
+            cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) "
+                        f"SELECT {', '.join(_LINE_COLS)} FROM ik_stage_lines")
+        if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
+            with store.pg(autocommit=True) as conn:
+                conn.execute("ANALYZE invoices, invoice_lines")
     else:
         inv_rows = list(zip(*(c.to_pylist() for c in inv.columns)))
         line_rows = list(zip(*(c.to_pylist() for c in lines.columns)))

@@ -40,7 +40,15 @@ WITH before AS (
          %(strategy)s, b.version, up.version, b.checksum, up.checksum
   FROM up JOIN ik_push p USING (id) LEFT JOIN before b USING (id)
 )
-SELECT id FROM up
+INSERT INTO ik_applied SELECT id FROM up
+"""
+
+_PG_DROP_CHANGED_LINES = """
+DELETE FROM invoice_lines l USING ik_applied a
+WHERE l.invoice_id = a.id AND NOT EXISTS (
+  SELECT 1 FROM ik_push_lines s
+  WHERE s.invoice_id = l.invoice_id AND s.line_no = l.line_no AND s.description IS NOT DISTINCT FROM l.description
+    AND s.quantity = l.quantity AND s.unit_price = l.unit_price AND s.line_total = l.line_total)
 """
 
 
@@ -56,18 +64,25 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
         with cur.copy(f"COPY ik_push_lines ({', '.join(_LINE_COLS)}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(_csv(lines.select(_LINE_COLS)))
         cur.execute("CREATE UNIQUE INDEX ON ik_push (id)")
+        cur.execute("CREATE UNIQUE INDEX ON ik_push_lines (invoice_id, line_no)")
+        cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY) ON COMMIT DROP")
+        # planner statistics for the staged rows: without them PostgreSQL guesses and may scan
+        # the whole invoices table (per batch) instead of probing its primary key
+        cur.execute("ANALYZE ik_push, ik_push_lines")
         cur.execute("DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id RETURNING p.op_id")
         already = {r[0] for r in cur.fetchall()}
         cur.execute(_PG_APPLY, {"actor": actor, "strategy": strategy})
-        applied_ids = [r[0] for r in cur.fetchall()]
-        cur.execute("DELETE FROM invoice_lines WHERE invoice_id = ANY(%s)", (applied_ids,))
+        cur.execute("ANALYZE ik_applied")
+        # lines: only those that changed are rewritten (an edit usually touches one line)
+        cur.execute(_PG_DROP_CHANGED_LINES)
         cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) SELECT {', '.join(_LINE_COLS)} "
-                    "FROM ik_push_lines WHERE invoice_id = ANY(%s)", (applied_ids,))
-        cur.execute("SELECT op_id FROM ik_push WHERE id = ANY(%s)", (applied_ids,))
+                    "FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id "
+                    "ON CONFLICT (invoice_id, line_no) DO NOTHING")
+        cur.execute("SELECT p.op_id FROM ik_push p JOIN ik_applied a USING (id)")
         applied = {r[0] for r in cur.fetchall()}
         # a concurrent run of the same plan may have committed these ops while we waited on their rows
-        cur.execute("SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l USING (op_id) WHERE NOT p.id = ANY(%s)",
-                    (applied_ids,))
+        cur.execute("SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l USING (op_id) "
+                    "WHERE p.id NOT IN (SELECT id FROM ik_applied)")
         already |= {r[0] for r in cur.fetchall()}
     return applied, already
 
