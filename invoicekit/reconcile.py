@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -69,7 +70,7 @@ def _eq(a: str, b: str) -> str:
 
 _STATUS_SQL = f"""
 WITH j AS (
-  SELECT coalesce(l.id, c.id) AS id, l.source AS source,
+  SELECT coalesce(l.id, c.id) AS id, l.source AS source, l._pos AS local_pos, c._pos AS central_pos,
     l.id IS NOT NULL AS in_local, c.id IS NOT NULL AS in_central, b.id IS NOT NULL AS has_base,
     l.version AS local_version, c.version AS central_version, b.version AS base_version,
     l.checksum AS local_checksum, c.checksum AS central_checksum, b.checksum AS base_checksum,
@@ -127,7 +128,7 @@ SELECT id, source,
   local_version, central_version, base_version, local_checksum, central_checksum, base_checksum,
   local_modified_at, central_modified_at, local_deleted_at, central_deleted_at, has_base
 FROM k
-ORDER BY id
+ORDER BY local_pos NULLS LAST, central_pos
 """
 
 # one row per (id, field) of an invoice; lines keyed by identity (description + occurrence)
@@ -168,7 +169,8 @@ class Reconciliation:
     """Result of :func:`reconcile`.
 
     ``status``: one row per invoice id (status, reason, versions, checksums, times on
-    each side). ``fields``: one row per (id, field) that differs among base, local and
+    each side), in the local set's row order, then the central-only invoices in the
+    central set's order. ``fields``: one row per (id, field) that differs among base, local and
     central, for ids needing action; line items appear as ``lines[<description>#<n>].quantity``
     / ``.unit_price`` (a line's identity is its description and occurrence).
     ``local``/``central`` are the inputs, kept for :func:`invoicekit.resolve`.
@@ -225,13 +227,19 @@ class Reconciliation:
         return f"Reconciliation({parts})"
 
 
-def _unique_ids(s: InvoiceSet, side: str) -> None:
-    dup = s.invoices["id"][s.invoices["id"].duplicated()]
-    if len(dup):
+def _unique_ids(con, table: str, side: str) -> None:
+    dup = _duck.arrow(con, f"SELECT id, count(*) AS n FROM {table} GROUP BY id HAVING count(*) > 1 ORDER BY id")
+    if dup.num_rows:
         raise UsageError(
-            f"{side} set has {dup.nunique()} id(s) on several rows (e.g. {dup.iloc[0]!r}); reconcile each store "
-            "on its own or drop the duplicates first"
+            f"{side} set has {dup.num_rows} id(s) on several rows (e.g. {dup.column('id')[0].as_py()!r}); "
+            "reconcile each store on its own or drop the duplicates first"
         )
+
+
+def _numbered(s: InvoiceSet) -> pa.Table:
+    """The invoices with their position (``_pos``): the status keeps the stores' row order."""
+    table = s.invoices_table()
+    return table.append_column("_pos", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
 def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) -> Reconciliation:
@@ -240,16 +248,16 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
     Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
     status is computed either way). See the module doc for how statuses are decided.
     """
-    _unique_ids(local, "local")
-    _unique_ids(central, "central")
     base = local.base if local.base is not None else InvoiceSet(
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
     )
-    con = _duck.connect(loc=local.invoices_table(), cen=central.invoices_table(), bas=base.invoices_table())
+    con = _duck.connect(loc=_numbered(local), cen=_numbered(central), bas=base.invoices_table())
     try:
-        con.execute("CREATE TEMP TABLE st AS " + _STATUS_SQL)
-        status = _duck.arrow(con, "SELECT * FROM st")
+        _unique_ids(con, "loc", "local")
+        _unique_ids(con, "cen", "central")
+        status = _duck.arrow(con, _STATUS_SQL)
+        con.register("st", status)
         if fields:
             con.execute(
                 "CREATE TEMP TABLE todo AS SELECT id, has_base FROM st "
