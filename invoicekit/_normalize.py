@@ -29,40 +29,44 @@ RAW_COLUMNS = [
 _CLIENT_STRUCT = '{"name":"VARCHAR","email":"VARCHAR","address":"VARCHAR","tax_id":"VARCHAR"}'
 _LINE_STRUCT = '[{"description":"VARCHAR","quantity":"VARCHAR","unit_price":"VARCHAR"}]'
 
-_INVOICES_SQL = f"""
-CREATE TEMP TABLE inv AS
+_INVOICES_SQL = """
 WITH base AS (
   SELECT *,
-    coalesce(CASE WHEN json_valid(client_data) THEN json_type(client_data) END = 'OBJECT', false) AS client_ok,
+    coalesce(TRY(json_type(client_data)) = 'OBJECT', false) AS client_ok,
     CASE WHEN total_amount IS NOT NULL THEN TRY_CAST(total_amount AS DECIMAL(12,2))
          ELSE TRY_CAST(trim(total_text) AS DECIMAL(12,2)) END AS total_dec,
-    CASE WHEN total_amount IS NOT NULL
-           THEN TRY_CAST(TRY_CAST(total_amount AS DECIMAL(12,2)) AS DOUBLE) = total_amount
-         ELSE TRY_CAST(trim(total_text) AS DECIMAL(38,10)) = TRY_CAST(trim(total_text) AS DECIMAL(12,2))
-    END AS total_exact
+    TRY_CAST(created_at AS TIMESTAMPTZ) AS created_ts,
+    TRY_CAST(modified_at AS TIMESTAMPTZ) AS modified_ts,
+    TRY_CAST(deleted_at AS TIMESTAMPTZ) AS deleted_ts
   FROM raw
-), parsed AS (
-  SELECT *, CASE WHEN client_ok THEN from_json(client_data, '{_CLIENT_STRUCT}') END AS c FROM base
+), checked AS (
+  SELECT *,
+    CASE WHEN total_amount IS NOT NULL THEN TRY_CAST(total_dec AS DOUBLE) = total_amount
+         ELSE TRY_CAST(trim(total_text) AS DECIMAL(38,10)) = total_dec END AS total_exact,
+    CASE WHEN client_ok THEN json_extract_string(client_data, ['$.name', '$.email', '$.address', '$.tax_id'])
+    END AS c
+  FROM base
 )
 SELECT
-  source_row::BIGINT AS source_row, id::VARCHAR AS id, invoice_number::VARCHAR AS invoice_number,
-  c.name AS client_name, c.email AS client_email, c.address AS client_address, c.tax_id AS client_tax_id,
-  client_data::VARCHAR AS client_data, line_items::VARCHAR AS line_items, currency::VARCHAR AS currency,
+  source_row::BIGINT AS source_row,
+  c[1] AS client_name, c[2] AS client_email, c[3] AS client_address, c[4] AS client_tax_id,
   CASE WHEN total_exact THEN total_dec END AS total,
-  TRY_CAST(created_at AS TIMESTAMPTZ) AS created_at,
-  TRY_CAST(modified_at AS TIMESTAMPTZ) AS modified_at,
+  created_ts AS created_at, modified_ts AS modified_at,
   TRY_CAST(version AS BIGINT) AS version,
-  sync_status::VARCHAR AS sync_status, checksum::VARCHAR AS checksum,
-  TRY_CAST(deleted_at AS TIMESTAMPTZ) AS deleted_at,
-  source::VARCHAR AS source,
-  client_ok,
+  deleted_ts AS deleted_at,
+  -- what did not parse (raw text kept only for those rows, for the problem report)
+  client_data IS NOT NULL AND NOT client_ok AS client_bad,
   (total_amount IS NOT NULL OR total_text IS NOT NULL) AND NOT coalesce(total_exact, false) AS total_bad,
-  coalesce(total_amount::VARCHAR, total_text) AS total_raw,
-  created_at IS NOT NULL AND TRY_CAST(created_at AS TIMESTAMPTZ) IS NULL AS created_bad,
-  modified_at IS NOT NULL AND TRY_CAST(modified_at AS TIMESTAMPTZ) IS NULL AS modified_bad,
-  deleted_at IS NOT NULL AND TRY_CAST(deleted_at AS TIMESTAMPTZ) IS NULL AS deleted_bad,
-  created_at::VARCHAR AS created_raw, modified_at::VARCHAR AS modified_raw, deleted_at::VARCHAR AS deleted_raw
-FROM parsed
+  created_at IS NOT NULL AND created_ts IS NULL AS created_bad,
+  modified_at IS NOT NULL AND modified_ts IS NULL AS modified_bad,
+  deleted_at IS NOT NULL AND deleted_ts IS NULL AS deleted_bad,
+  CASE WHEN client_data IS NOT NULL AND NOT client_ok THEN left(client_data, 80) END AS client_raw,
+  CASE WHEN (total_amount IS NOT NULL OR total_text IS NOT NULL) AND NOT coalesce(total_exact, false)
+       THEN coalesce(total_amount::VARCHAR, total_text) END AS total_raw,
+  CASE WHEN created_ts IS NULL THEN created_at::VARCHAR END AS created_raw,
+  CASE WHEN modified_ts IS NULL THEN modified_at::VARCHAR END AS modified_raw,
+  CASE WHEN deleted_ts IS NULL THEN deleted_at::VARCHAR END AS deleted_raw
+FROM checked
 """
 
 _LINES_SQL = f"""
@@ -104,9 +108,9 @@ FROM ln WHERE unit_price IS NULL OR unit_price_wide IS DISTINCT FROM unit_price
 
 _PROBLEMS_SQL = """
 SELECT source, source_row, id, 'unparseable_json' AS rule, 'client_data' AS field,
-       left(client_data, 80) AS value,
+       client_raw AS value,
        'client_data is not a JSON object' AS message
-FROM inv WHERE client_data IS NOT NULL AND NOT client_ok
+FROM inv WHERE client_bad
 UNION ALL
 SELECT source, source_row, id, 'not_numeric', 'total', total_raw,
        'total_amount is not a number with at most 2 decimals'
@@ -124,6 +128,7 @@ FROM inv WHERE deleted_bad
 
 
 ITEM_COLUMNS = ["id", "line_items", "source", "source_row"]
+_PASSTHROUGH = ["id", "invoice_number", "client_data", "line_items", "currency", "sync_status", "checksum", "source"]
 
 
 def explode_lines(items: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -153,14 +158,23 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
     Line items are deferred: the set parses them on first use (see :class:`InvoiceSet`).
     ``lines=False`` leaves the lines frame empty (the ``line_items`` text is kept).
     """
-    con = _duck.connect(raw=raw.select(RAW_COLUMNS))
+    raw = raw.select(RAW_COLUMNS)
+    con = _duck.connect(raw=raw)
     try:
-        con.execute(_INVOICES_SQL)
-        invoices = _duck.arrow(con, f"SELECT {', '.join(INVOICE_SCHEMA.names)} FROM inv")
+        # DuckDB computes only what needs parsing; the text columns pass through from the
+        # raw table without a copy (DuckDB keeps the input order: checked on source_row)
+        parsed = _duck.arrow(con, _INVOICES_SQL)
+        if not parsed.column("source_row").equals(raw.column("source_row").cast(pa.int64())):
+            raise AssertionError("normalize: parsed rows out of input order")  # pragma: no cover
+        columns = {name: parsed.column(name) for name in parsed.column_names}
+        for name in _PASSTHROUGH:
+            columns[name] = raw.column(name).cast(pa.string())
+        table = pa.table(columns)
+        con.register("inv", table)  # the problems are a cheap filter over the flags
         problems = _duck.arrow(con, _PROBLEMS_SQL + " ORDER BY source, source_row, field")
     finally:
         con.close()
-    invoices = invoices.cast(INVOICE_SCHEMA)
+    invoices = table.select(INVOICE_SCHEMA.names).cast(INVOICE_SCHEMA)
     inv, probs = to_frame(invoices, INVOICE_SCHEMA), to_frame(problems.cast(PROBLEM_SCHEMA), PROBLEM_SCHEMA)
     if not lines:
         return InvoiceSet(inv, None, probs)
