@@ -1,0 +1,1 @@
+"""invoicekit benchmark suite: ``python -m benchmarks.run`` (see BENCHMARKS.md)."""
