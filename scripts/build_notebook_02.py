@@ -1,0 +1,176 @@
+"""Build and execute ``notebooks/02_reconcile_sync.ipynb`` (run from the repository root).
+
+    .venv/bin/python scripts/build_notebook_02.py
+
+The notebook is committed executed; ``make test`` re-runs it under nbval and compares the
+outputs, so every printed value here must be deterministic (sample data are seeded;
+anything depending on the clock or on fresh uuids is kept out of the outputs).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "notebooks" / "02_reconcile_sync.ipynb"
+
+CELLS: list[tuple[str, str]] = [
+    ("md", """# 02 · Reconcile the devices with the central store, resolve, sync back
+
+The analyst's main job: find out exactly how each offline store differs from the central
+database, decide what should win, and write the result to both sides **once**, with an audit
+trail. Everything runs on the committed sample data against an embedded central store
+(SQLite, in a temporary directory); point `url` at a `postgresql://` URL for the real thing,
+the calls are the same."""),
+    ("code", """%matplotlib inline
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+import invoicekit as ik
+from invoicekit.samples import read_jsonl
+
+SAMPLES = Path("../data/samples") if Path("../data/samples").exists() else Path("data/samples")
+work = Path(tempfile.mkdtemp(prefix="invoicekit-02-"))
+url = "sqlite:///" + (work / "central.sqlite").as_posix()
+print("schema version:", ik.init_db(url))
+print("central invoices written:", ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url))
+for name in ("device_a", "device_b"):  # sync copies: the committed samples stay as they are
+    shutil.copy(SAMPLES / f"{name}.sqlite", work / f"{name}.sqlite")"""),
+    ("md", """## 1. Reconcile
+
+`ik.reconcile(local, central)` gives every invoice a status. The toolkit's own store
+(`device_a`) records the base each offline edit started from, so *ahead* versus *conflict*
+is an exact three-way decision; `device_b` is a legacy store without bases, judged by
+versions, `sync_status` and `modified_at` (the rules are in `invoicekit.reconcile`'s
+docstring)."""),
+    ("code", """central = ik.read_central(url)
+rec_a = ik.reconcile(ik.read_local(work / "device_a.sqlite"), central)
+rec_a"""),
+    ("md", """The samples come with the truth: `situations.csv` says which sync situation each device
+invoice was put in. Statuses found (columns) against the truth (rows):"""),
+    ("code", """truth = pd.read_csv(SAMPLES / "situations.csv")
+rec_b = ik.reconcile(ik.read_local(work / "device_b.sqlite"), central)
+crosstabs = {}
+for name, rec in (("device_a", rec_a), ("device_b", rec_b)):
+    found = truth[truth["device"] == name].merge(rec.status[["id", "status"]].astype(object), on="id")
+    crosstabs[name] = pd.crosstab(found["situation"], found["status"])
+crosstabs["device_a"]"""),
+    ("code", """crosstabs["device_b"]"""),
+    ("md", """`device_b` has no bases: an invoice edited on both sides is a `conflict` only when its
+versions say so, and the two `damaged` rows (tampered after writing) show up as differing.
+The counts side by side:"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+counts = pd.DataFrame({"device_a": rec_a.counts(), "device_b": rec_b.counts()})
+ax = counts.drop(index="central_only").plot.barh(figsize=(8, 3.8), width=0.8)
+ax.invert_yaxis()
+ax.set_xlabel("invoices")
+ax.set_title("Reconcile status per device (central-only invoices left out)")
+plt.tight_layout()"""),
+    ("code", """counts"""),
+    ("md", """## 2. What exactly differs
+
+`rec.fields` has one row per differing field, with the base, local and central value and
+which side changed it. Line items are compared line by line, a line being identified by
+its description and occurrence (`lines[Installation#1].quantity`)."""),
+    ("code", """conflicts = rec_a.status.loc[rec_a.status["status"] == "conflict", "id"]
+example = conflicts.iloc[0]
+rec_a.fields[rec_a.fields["id"] == example]"""),
+    ("md", """## 3. Resolve
+
+`three_way` takes every field changed on one side only from that side, accepts fields
+changed alike on both, and leaves the rest for a decision. Nothing unresolved is written."""),
+    ("code", """res = ik.resolve(rec_a, strategy="three_way")
+res"""),
+    ("code", """res.unresolved[["id", "field", "base", "local", "central"]]"""),
+    ("md", """The analyst decides. `decisions` is a plain DataFrame (the notebooks issue adds a widget
+that fills it): here the central value for quantities and the local one for prices, and one
+invoice taken whole from the device with `field="*"`."""),
+    ("code", """decisions = res.unresolved[["id", "field"]].copy()
+decisions["choice"] = decisions["field"].str.endswith(".quantity").map({True: "central", False: "local"})
+whole = decisions["id"].iloc[-1]
+decisions = pd.concat([decisions[decisions["id"] != whole],
+                       pd.DataFrame({"id": [whole], "field": ["*"], "choice": ["local"]})], ignore_index=True)
+res = ik.resolve(rec_a, strategy="three_way", decisions=decisions)
+print("left unresolved:", int((res.actions["action"] == "unresolved").sum()))
+res.actions["action"].value_counts()"""),
+    ("md", """## 4. Plan (a dry run), then sync
+
+`plan_sync` lists every operation before anything is written: its deterministic op id, the
+central version it expects and the version it writes, the payload checksum."""),
+    ("code", """plan = ik.plan_sync(res)
+plan.summary()"""),
+    ("code", """plan.ops[["kind", "invoice_id", "status", "expected_central_version", "new_version"]].head(8)"""),
+    ("code", """result = ik.apply_sync(plan, local=work / "device_a.sqlite", central=url, actor="notebook-02")
+result.summary()"""),
+    ("md", """Running the same plan again changes nothing: every operation is in the central ledger and
+in the device's own ledger already."""),
+    ("code", """again = ik.apply_sync(plan, local=work / "device_a.sqlite", central=url, actor="notebook-02")
+again.results[["central", "local"]].value_counts()"""),
+    ("code", """after = ik.reconcile(ik.read_local(work / "device_a.sqlite"), ik.read_central(url))
+{k: v for k, v in after.counts().items() if v}"""),
+    ("md", """The central store's append-only audit trail: who, which strategy, versions and checksums
+before and after, one row per applied operation."""),
+    ("code", """with sqlite3.connect(work / "central.sqlite") as conn:
+    audit = pd.read_sql("SELECT actor, kind, strategy, before_version, after_version, after_checksum "
+                        "FROM invoicekit_audit", conn)
+print(len(audit), "audit rows for", len(plan.ops[plan.ops["kind"] == "push"]), "pushes")
+(audit.assign(before_version=audit["before_version"].astype("Int64"))
+      .groupby(["actor", "kind", "strategy", "before_version", "after_version"], dropna=False)
+      .size().rename("operations").reset_index())"""),
+    ("md", """## 5. A version that moved meanwhile is a conflict, never a lost update
+
+Plan against `device_b`, then let someone change one of the planned invoices centrally before
+the plan is applied: that push is refused and comes back as a conflict."""),
+    ("code", """rec = ik.reconcile(ik.read_local(work / "device_b.sqlite"), ik.read_central(url))
+plan_b = ik.plan_sync(ik.resolve(rec, strategy="last_write_wins"))
+victim = plan_b.ops.loc[(plan_b.ops["kind"] == "push") & plan_b.ops["expected_central_version"].notna(),
+                        "invoice_id"].iloc[0]
+with sqlite3.connect(work / "central.sqlite") as conn:  # a concurrent central edit
+    conn.execute("UPDATE invoices SET version = version + 1 WHERE id = ?", (victim,))
+out = ik.apply_sync(plan_b, local=work / "device_b.sqlite", central=url, actor="notebook-02")
+print("refused:", list(out.conflicts["invoice_id"]) == [victim])
+out.summary()"""),
+    ("md", """## 6. On the device: every change queued, drained exactly once
+
+`LocalStore` writes the invoice row and its `sync_queue` operation in one transaction;
+`SyncEngine` drains the queue oldest first in batches, retrying connection trouble with
+exponential backoff."""),
+    ("code", """store = ik.LocalStore(work / "device_a.sqlite")
+new_id = store.create(invoice_number="INV-NB-0001", currency="EUR", client={"name": "Notebook Ltd"},
+                      line_items=[{"description": "Training day", "quantity": 2, "unit_price": "850.00"}])
+store.update(new_id, line_items=[{"description": "Training day", "quantity": 3, "unit_price": "850.00"}])
+print(list(store.queue()["operation"]))
+drained = ik.SyncEngine(work / "device_a.sqlite", url, actor="notebook-02").drain()
+drained.summary()"""),
+    ("code", """row = ik.read_central(url, where={"id": new_id}).invoices.iloc[0]
+print(row["invoice_number"], row["total"], "version", row["version"], "| queue left:", len(store.queue()))"""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    for kind, text in CELLS:
+        nb.cells.append(nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text))
+    return nb
+
+
+def main() -> int:
+    nb = build()
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(TARGET.parent)}}).execute()
+    nbformat.write(nb, TARGET)
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
