@@ -32,7 +32,7 @@ bench: $(DEV)
 	$(BIN)/python -m benchmarks.run
 
 lint: $(DEV)
-	$(BIN)/ruff check invoicekit tests benchmarks
+	$(BIN)/ruff check invoicekit tests benchmarks scripts
 
 samples: $(CORE)
 	$(BIN)/invoicekit samples --out data/samples

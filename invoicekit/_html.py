@@ -26,4 +26,5 @@ def frame_html(frame: pd.DataFrame, *, caption: str = "", max_rows: int = 20) ->
 def page(title: str, body: str) -> str:
     """A standalone HTML document."""
     t = html.escape(title)
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title>{_STYLE}</head><body><h1>{t}</h1>{body}</body></html>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title>{_STYLE}</head>"
+            f"<body><h1>{t}</h1>{body}</body></html>")

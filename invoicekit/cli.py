@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(f"{report.n_invoices:,} invoices, {len(report.problems):,} problem(s)")
             if not report.ok:
-                print(report.problems[["source", "source_row", "id", "rule", "field", "message"]].to_string(index=False))
+                shown = report.problems[["source", "source_row", "id", "rule", "field", "message"]]
+                print(shown.to_string(index=False))
         return EXIT_OK if report.ok else EXIT_FOUND
     if args.command == "reconcile":
         return _reconcile(args)

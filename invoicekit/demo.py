@@ -18,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import integrity as _checksum
+from .device import LocalStore
 from .io import _sqlite, init_db, read_central, read_local, write_central
 from .reconcile import reconcile
 from .resolve import resolve
 from .samples import read_jsonl, write_samples
-from .device import LocalStore
 from .sync import SyncEngine, apply_sync, plan_sync
 from .validate import validate
 
@@ -83,7 +83,8 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
              + (f": {', '.join(bad['id'])}" if len(bad) else ""))
 
     url = central or f"sqlite:///{(out / 'central.sqlite').resolve()}"
-    _say(f"\n4. Central store {'(embedded SQLite)' if central is None else ''}: {url if central is None else 'given URL'}")
+    where = " (embedded SQLite): " + url if central is None else ": given URL"
+    _say(f"\n4. Central store{where}")
     version = init_db(url)
     dataset = read_jsonl(samples / "central.jsonl")
     written = write_central(dataset, url)

@@ -95,14 +95,16 @@ SELECT id, source,
     WHEN has_base AND local_changed THEN
       CASE WHEN local_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_local' ELSE 'local_ahead' END
     WHEN has_base AND central_changed THEN
-      CASE WHEN central_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_central' ELSE 'central_ahead' END
+      CASE WHEN central_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_central'
+           ELSE 'central_ahead' END
     WHEN has_base THEN 'conflict'
     WHEN dirty AND central_version < local_version THEN
       CASE WHEN local_deleted_at IS NOT NULL AND central_deleted_at IS NULL THEN 'deleted_local' ELSE 'local_ahead' END
     WHEN dirty THEN 'conflict'
     WHEN central_version > local_version AND local_modified_at > central_modified_at THEN 'conflict'
     WHEN central_version > local_version THEN
-      CASE WHEN central_deleted_at IS NOT NULL AND local_deleted_at IS NULL THEN 'deleted_central' ELSE 'central_ahead' END
+      CASE WHEN central_deleted_at IS NOT NULL AND local_deleted_at IS NULL THEN 'deleted_central'
+           ELSE 'central_ahead' END
     WHEN central_version < local_version THEN 'local_ahead'
     ELSE 'conflict'
   END AS status,
@@ -116,13 +118,17 @@ SELECT id, source,
     WHEN has_base AND central_changed THEN 'central changed since base v' || base_version || ', local did not'
     WHEN has_base THEN 'differs from central although neither side differs from base v' || base_version
     WHEN dirty AND central_version < local_version THEN
-      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version || ' edited over central v' || central_version
+      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version
+        || ' edited over central v' || central_version
     WHEN dirty THEN
-      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version || ' but central is at v' || central_version
+      'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version
+        || ' but central is at v' || central_version
     WHEN central_version > local_version AND local_modified_at > central_modified_at THEN
       'no base: local synced v' || local_version || ' was modified after central v' || central_version
-    WHEN central_version > local_version THEN 'no base: central v' || central_version || ' over local synced v' || local_version
-    WHEN central_version < local_version THEN 'no base: central v' || central_version || ' is behind local synced v' || local_version
+    WHEN central_version > local_version THEN
+      'no base: central v' || central_version || ' over local synced v' || local_version
+    WHEN central_version < local_version THEN
+      'no base: central v' || central_version || ' is behind local synced v' || local_version
     ELSE 'no base: same version v' || local_version || ', different content'
   END AS reason,
   local_version, central_version, base_version, local_checksum, central_checksum, base_checksum,
@@ -143,7 +149,8 @@ SELECT id, field, value FROM (
                                              "client.tax_id", "currency", "total", "deleted_at"))
 UNION ALL
 SELECT invoice_id, 'lines[' || key || '].' || part, value FROM (
-  SELECT invoice_id, description || '#' || row_number() OVER (PARTITION BY invoice_id, description ORDER BY line_no) AS key,
+  SELECT invoice_id,
+         description || '#' || row_number() OVER (PARTITION BY invoice_id, description ORDER BY line_no) AS key,
          CAST(quantity AS VARCHAR) AS "quantity", CAST(unit_price AS VARCHAR) AS "unit_price"
   FROM {lines} WHERE invoice_id IN (SELECT id FROM todo)
 ) UNPIVOT INCLUDE NULLS (value FOR part IN ("quantity", "unit_price"))

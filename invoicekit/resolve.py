@@ -318,7 +318,8 @@ def resolve(
         con.execute("CREATE TEMP TABLE merge_ok AS SELECT id FROM todo "
                     "WHERE id NOT IN (SELECT id FROM chosen WHERE pick IS NULL)")
         unresolved = _duck.arrow(con, """
-            SELECT id, field, bv AS base, lv AS local, cv AS central FROM chosen WHERE pick IS NULL ORDER BY id, field""")
+            SELECT id, field, bv AS base, lv AS local, cv AS central FROM chosen WHERE pick IS NULL
+            ORDER BY id, field""")
         merged_inv = _duck.arrow(con, _MERGED_INVOICES, {"now": now})
         merged_lines = _duck.arrow(con, _MERGED_LINES)
         actions = _duck.arrow(con, """
@@ -352,9 +353,11 @@ def resolve(
                   FROM act WHERE action IN ('push', 'pull')) a
               ON a.id = x.id AND a.winner = x.side""", {"now": now})
         whole_lines = _duck.arrow(con, """
-            SELECT l.* FROM ll l JOIN act a ON a.id = l.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'local'
+            SELECT l.* FROM ll l
+              JOIN act a ON a.id = l.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'local'
             UNION ALL
-            SELECT c.* FROM cl c JOIN act a ON a.id = c.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'central'
+            SELECT c.* FROM cl c
+              JOIN act a ON a.id = c.invoice_id AND a.action IN ('push', 'pull') AND a.winner = 'central'
             UNION ALL
             SELECT b.* FROM bl b JOIN act a ON a.id = b.invoice_id AND a.action = 'push' AND a.winner = 'base'""")
     finally:

@@ -60,10 +60,12 @@ def _rules_sql() -> str:
     missing = " UNION ALL ".join(
         f"""SELECT source, source_row, id, 'missing_required', '{field}', NULL,
                    '{field} is required but empty'
-            FROM inv i WHERE ({"true" if col == "id" else "deleted_at IS NULL"}) AND ({col} IS NULL {"OR trim(" + col + ") = ''" if col not in ("total", "created_at") else ""})
+            FROM inv i WHERE ({"true" if col == "id" else "deleted_at IS NULL"})
+              AND ({col} IS NULL {"" if col in ("total", "created_at") else "OR trim(" + col + ") = ''"})
               AND NOT EXISTS (SELECT 1 FROM loaded p WHERE p.source IS NOT DISTINCT FROM i.source
                               AND p.source_row IS NOT DISTINCT FROM i.source_row
-                              AND (p.field = '{field}' OR (p.field = 'client_data' AND '{field}' = 'client_data.name')))"""
+                              AND (p.field = '{field}'
+                                   OR (p.field = 'client_data' AND '{field}' = 'client_data.name')))"""
         for col, field in _REQUIRED.items()
     )
     statuses = ", ".join(f"'{s}'" for s in SYNC_STATUSES)

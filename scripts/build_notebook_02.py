@@ -166,7 +166,9 @@ def build() -> nbformat.NotebookNode:
 
 def main() -> int:
     nb = build()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(TARGET.parent)}}).execute()
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(TARGET.parent)}})
+    client.execute()
     nbformat.write(nb, TARGET)
     print(f"wrote {TARGET}")
     return 0

@@ -26,7 +26,8 @@ def frame(rows):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.tuples(texts, texts, texts, money), st.tuples(ascii_texts, ascii_texts, ascii_texts, money)),
+@given(st.lists(st.one_of(st.tuples(texts, texts, texts, money),
+                          st.tuples(ascii_texts, ascii_texts, ascii_texts, money)),
                 min_size=1, max_size=40))
 def test_checksum_is_byte_identical_to_the_device_formula(rows):
     got = ik.checksum(frame(rows)).tolist()

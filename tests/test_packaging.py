@@ -21,7 +21,7 @@ def _spec(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"])
-    for extra, items in project["optional-dependencies"].items():
+    for items in project["optional-dependencies"].values():
         reqs += [r for r in items if not r.startswith("invoicekit")]
     expected = {CONDA_NAMES.get(_name(r), _name(r)): _spec(r).replace(_name(r), CONDA_NAMES.get(_name(r), _name(r)), 1)
                 for r in reqs}

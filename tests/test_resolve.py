@@ -116,7 +116,8 @@ def assert_well_formed(res) -> None:
     lines = t.lines
     q = [Decimal(str(x)) for x in lines["quantity"]]
     p = [Decimal(str(x)) for x in lines["unit_price"]]
-    assert [Decimal(str(x)) for x in lines["line_total"]] == [(a * b).quantize(CENT, ROUND_HALF_UP) for a, b in zip(q, p)]
+    exact = [(a * b).quantize(CENT, ROUND_HALF_UP) for a, b in zip(q, p)]
+    assert [Decimal(str(x)) for x in lines["line_total"]] == exact
     sums = Counter()
     for i, lt in zip(lines["invoice_id"], lines["line_total"]):
         sums[i] += Decimal(str(lt))
@@ -421,7 +422,7 @@ def test_bad_decisions_are_usage_errors(rec, resolved, plain):
         "duplicate": pd.DataFrame({"id": [i, i], "field": [field, field], "choice": ["local", "central"]}),
         "columns": pd.DataFrame({"id": [i], "choice": ["local"]}),
     }
-    for what, decisions in bad.items():
+    for decisions in bad.values():
         with pytest.raises(ik.UsageError):
             ik.resolve(rec, strategy="three_way", decisions=decisions)
     with pytest.raises(ik.UsageError, match="strategy"):

@@ -67,7 +67,7 @@ def test_sync_converges_and_is_audited(scenario, central, tmp_path):
     audit = audit_rows(central)
     assert sorted(r[0] for r in audit) == sorted(pushes["op_id"])
     by_id = pushes.set_index("invoice_id")
-    for op_id, invoice_id, kind, before, after_v, after_sum in audit:
+    for _op_id, invoice_id, kind, before, after_v, after_sum in audit:
         assert after_v == by_id.loc[invoice_id, "new_version"]
         assert after_sum == by_id.loc[invoice_id, "payload_checksum"]
         assert (before is None) == (kind == "insert")

@@ -9,8 +9,8 @@ fixes the types and is dropped afterwards.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 

@@ -36,7 +36,8 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
         conn.execute(f"CREATE TEMP TABLE ik_rows ({', '.join(_ROW_COLS)}, PRIMARY KEY (id))")
         conn.executemany(f"INSERT INTO ik_ops VALUES ({', '.join('?' * len(_OP_COLS))})", ops)
         conn.executemany(f"INSERT INTO ik_rows VALUES ({', '.join('?' * len(_ROW_COLS))})", rows)
-        already = {r[0] for r in conn.execute("SELECT op_id FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops)")}
+        already = {r[0] for r in conn.execute(
+            "SELECT op_id FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops)")}
         conn.execute("DELETE FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops) OR NOT go")
         unchanged = ("t.version IS o.expected_local_version AND t.checksum IS o.expected_local_checksum")
         # pushes acknowledged and pulls taken, where the local row is as planned
@@ -62,7 +63,8 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
             INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
             SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
             WHERE o.kind = 'push' OR o.op_id IN (SELECT op_id FROM ik_done)""")
-        conn.execute("DELETE FROM sync_queue WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind = 'push')")
+        conn.execute("DELETE FROM sync_queue "
+                     "WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind = 'push')")
         flagged = conn.execute(f"""
             UPDATE transactions AS t SET sync_status = 'conflict' FROM ik_ops o
             WHERE o.kind = 'flag_conflict' AND t.id = o.invoice_id AND {unchanged} RETURNING id""").fetchall()

@@ -344,7 +344,8 @@ class SyncEngine:
                          "WHERE o.outcome = 'quarantined'")
             conn.execute("INSERT OR IGNORE INTO invoicekit_quarantine SELECT op_id, invoice_id, reason, ? FROM ik_out "
                          "WHERE outcome = 'quarantined'", (now,))
-            conn.execute("DELETE FROM sync_queue WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'quarantined')")
+            conn.execute("DELETE FROM sync_queue "
+                         "WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'quarantined')")
             conn.execute("""
                 UPDATE transactions SET sync_status = CASE
                     (SELECT o.outcome FROM ik_out o WHERE o.invoice_id = transactions.id)
