@@ -154,7 +154,8 @@ def test_dropped_connections_mid_batch_are_retried_until_converged(central_pg_ur
         with admin:
             while not stop.is_set():
                 rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE application_name = 'invoicekit-sync' AND state <> 'idle'").fetchall()
+                                     "WHERE application_name = 'invoicekit-sync' AND state <> 'idle' "
+                                     "AND datname = current_database()").fetchall()
                 killed.extend(r for r in rows if r[0])
                 time.sleep(0.003)
 

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import _duck
 from .._html import frame_html
@@ -184,6 +185,8 @@ class SyncEngine:
                 (self.batch_size,)).fetchall()
             row_currency = dict(conn.execute(
                 "SELECT id, currency FROM transactions WHERE id IN (SELECT transaction_id FROM sync_queue)").fetchall())
+            in_conflict = {r[0] for r in conn.execute(
+                "SELECT DISTINCT transaction_id FROM sync_queue WHERE status = 'conflict'")}
         finally:
             conn.close()
         if not rows:
@@ -204,6 +207,8 @@ class SyncEngine:
             "created_at": pa.array([r[5] for r in rows], pa.string()),
             "op_id": pa.array([r[6] for r in rows], pa.string()),
             "currency": pa.array([row_currency.get(r[1]) or default_currency for r in rows], pa.string()),
+            # an invoice with a refused operation queued: its later operations wait behind it
+            "blocked": pa.array([r[1] in in_conflict for r in rows], pa.bool_()),
         })
         return table
 
@@ -239,6 +244,9 @@ class SyncEngine:
                             "operation": meta["operation"], "outcome": None, "attempts": 0, "error": None})
         out.loc[reason.notna(), "outcome"] = "quarantined"
         out.loc[reason.notna(), "error"] = reason[reason.notna()]
+        # an op queued behind a refused op on the same invoice is never applied: it is sent with
+        # an impossible expected version, so the ledger still recognises one already applied
+        waiting = set(pc.filter(batch.column("id"), batch.column("blocked")).to_pylist())
         applied: set = set()
         already: set = set()
         if len(good):
@@ -251,7 +259,8 @@ class SyncEngine:
             meta_tab = pa.table({
                 "id": pa.array(good["id"].tolist(), pa.string()),
                 "op_id": pa.array(good["op_id"].tolist(), pa.string()),
-                "expected": pa.array([None if e is None else int(e) - 1 for e in expected], pa.int32()),
+                "expected": pa.array([-1 if q in waiting else None if e is None else int(e) - 1
+                                      for e, q in zip(expected, good["source_row"])], pa.int32()),
             })
             con = _duck.connect(rows=rows, meta=meta_tab)
             try:
@@ -277,6 +286,8 @@ class SyncEngine:
             else:
                 out.loc[sent, "outcome"] = out.loc[sent, "op_id"].map(
                     lambda o: "synced" if o in applied else "already_synced" if o in already else "conflict")
+                behind = sent & out["queue_id"].isin(waiting) & (out["outcome"] == "conflict")
+                out.loc[behind, "error"] = "an earlier operation on this invoice is in conflict: resolve it first"
             if error is None and self.on_batch_committed is not None:
                 self.on_batch_committed(out.copy())
         self._acknowledge(out, quarantined, target_rows=_payload_rows(parsed))
@@ -326,14 +337,18 @@ class SyncEngine:
             conn.execute(f"""
                 INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
                 SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_out o USING (queue_id)
-                WHERE o.outcome IN ('synced', 'already_synced')""")
+                WHERE o.outcome IN ('synced', 'already_synced')
+                  AND NOT EXISTS (SELECT 1 FROM invoicekit_base b WHERE b.id = r.id AND b.version >= r.version)""")
             conn.execute("DELETE FROM sync_queue WHERE op_id IN "
                          "(SELECT op_id FROM ik_out WHERE outcome IN ('synced', 'already_synced'))")
-            # a row is synced when the change that went out is its latest and nothing else is queued
+            # a row is synced when nothing of it is queued and it is its acknowledged snapshot
             conn.execute("""
-                UPDATE transactions AS t SET sync_status = 'synced' FROM ik_rows r JOIN ik_out o USING (queue_id)
-                WHERE t.id = r.id AND t.version = r.version AND o.outcome IN ('synced', 'already_synced')
-                  AND NOT EXISTS (SELECT 1 FROM sync_queue q WHERE q.transaction_id = t.id)""")
+                UPDATE transactions SET sync_status = 'synced'
+                WHERE id IN (SELECT invoice_id FROM ik_out WHERE outcome IN ('synced', 'already_synced'))
+                  AND sync_status IS NOT 'synced'
+                  AND NOT EXISTS (SELECT 1 FROM sync_queue q WHERE q.transaction_id = transactions.id)
+                  AND EXISTS (SELECT 1 FROM invoicekit_base b WHERE b.id = transactions.id
+                              AND b.version = transactions.version AND b.checksum IS transactions.checksum)""")
             conn.execute("UPDATE sync_queue SET status = 'conflict' "
                          "WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'conflict')")
             conn.execute("UPDATE sync_queue SET status = 'error', retry_count = retry_count + 1, "
