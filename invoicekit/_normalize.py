@@ -176,6 +176,15 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
         con.close()
     invoices = table.select(INVOICE_SCHEMA.names).cast(INVOICE_SCHEMA)
     inv, probs = to_frame(invoices, INVOICE_SCHEMA), to_frame(problems.cast(PROBLEM_SCHEMA), PROBLEM_SCHEMA)
-    if not lines:
+    if not lines:  # no line items wanted, but line_items text that is not a JSON array is still reported
+        con = _duck.connect(items=invoices.select(ITEM_COLUMNS))
+        try:
+            bad = _duck.arrow(con, _BAD_ITEMS_SQL.split("UNION ALL")[0] + " ORDER BY source, source_row")
+        finally:
+            con.close()
+        if bad.num_rows:
+            merged = pa.concat_tables([problems.cast(PROBLEM_SCHEMA), bad.cast(PROBLEM_SCHEMA)]).sort_by(
+                [("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
+            probs = to_frame(merged, PROBLEM_SCHEMA)
         return InvoiceSet(inv, None, probs)
     return InvoiceSet(inv, None, probs, pending_lines=invoices.select(ITEM_COLUMNS))

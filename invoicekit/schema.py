@@ -128,6 +128,10 @@ def empty(schema: pa.Schema) -> pd.DataFrame:
     return to_frame(schema.empty_table(), schema)
 
 
+def _rebuild(invoices, lines, problems, base, pending) -> "InvoiceSet":
+    return InvoiceSet(invoices, lines, problems, base, pending_lines=pending)
+
+
 class InvoiceSet:
     """Invoices and their line items, in the canonical column types (see module doc).
 
@@ -162,6 +166,15 @@ class InvoiceSet:
 
     def __setattr__(self, name: str, value) -> None:
         raise AttributeError(f"InvoiceSet is immutable (cannot set {name!r})")
+
+    def _state(self) -> tuple:
+        """(invoices, lines, problems, base, pending) read together, never half-resolved."""
+        with self._lock:
+            return self.invoices, self._lines, self._problems, self.base, self._pending
+
+    def __reduce__(self):  # pickle, copy and deepcopy (the lock is not part of the state)
+        invoices, lines, problems, base, pending = self._state()
+        return _rebuild, (invoices, None if pending is not None else lines, problems, base, pending)
 
     def _resolve(self) -> None:
         with self._lock:
@@ -198,6 +211,8 @@ class InvoiceSet:
     def lines_of(self, ids) -> pa.Table:
         """The lines (Arrow, :data:`LINE_SCHEMA`) of the invoices in ``ids`` only: a deferred
         set parses just those invoices' ``line_items``."""
+        if isinstance(ids, (set, frozenset)):
+            ids = list(ids)
         ids = pa.array(pd.Series(ids, dtype="object").dropna().astype(str).unique(), pa.string())
         pending = self._pending
         if pending is None:
@@ -210,9 +225,8 @@ class InvoiceSet:
 
     def with_base(self, base: "InvoiceSet | None") -> "InvoiceSet":
         """The same set with ``base`` as its last-synced snapshot."""
-        if self._pending is not None:
-            return InvoiceSet(self.invoices, None, self._problems, base, pending_lines=self._pending)
-        return InvoiceSet(self.invoices, self._lines, self._problems, base)
+        invoices, lines, problems, _, pending = self._state()
+        return _rebuild(invoices, None if pending is not None else lines, problems, base, pending)
 
     @classmethod
     def from_arrow(

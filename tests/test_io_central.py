@@ -169,3 +169,20 @@ def test_upgrade_from_version_2_fills_the_generated_client_columns(central_pg_ur
     want = s.invoices.set_index("id").sort_index()
     for col in ("client_name", "client_email", "client_address", "client_tax_id", "total", "created_at"):
         assert back[col].tolist() == want[col].tolist(), col
+
+
+def test_client_data_that_is_not_an_object_is_a_load_problem(central_pg_url):
+    ik.init_db(central_pg_url)
+    s = make_invoices(5, seed=3)
+    inv = s.invoices.copy()
+    inv.loc[1, "client_data"] = '["not", "an", "object"]'
+    inv["checksum"] = ik.checksum(inv)
+    store = ik.io.central.CentralStore(central_pg_url)
+    ik.write_central(s, central_pg_url)
+    with store.pg() as conn:  # written by other software: the toolkit's writer would refuse it
+        conn.execute("UPDATE invoices SET client_data_text = %s WHERE id = %s",
+                     (inv.loc[1, "client_data"], inv.loc[1, "id"]))
+    back = ik.read_central(central_pg_url)
+    assert list(zip(back.problems["id"], back.problems["rule"], back.problems["field"])) == [
+        (inv.loc[1, "id"], "unparseable_json", "client_data")]
+    assert back.invoices.set_index("id").loc[inv.loc[1, "id"], "client_name"] is pd.NA

@@ -179,3 +179,23 @@ def test_line_items_are_parsed_on_first_use_with_the_same_result(tmp_path):
                                   whole.sort_values(["invoice_id", "line_no"]).reset_index(drop=True))
     with pytest.raises(AttributeError):
         s.lines = whole  # immutable
+
+
+def test_deferred_sets_pickle_copy_and_report_bad_line_items_without_lines(tmp_path):
+    import copy
+    import pickle
+
+    rows = [device_row(i) for i in range(6)]
+    rows[2]["line_items"] = "not json"
+    path = tmp_path / "d.sqlite"
+    write_device_store(path, rows, settings={"default_currency": json.dumps("EUR")})
+    s = ik.read_local(path)
+    for twin in (pickle.loads(pickle.dumps(s)), copy.copy(s), copy.deepcopy(s), s.with_base(None)):
+        assert twin.lines_deferred
+        pd.testing.assert_frame_equal(twin.lines, s.lines)
+        pd.testing.assert_frame_equal(twin.problems, s.problems)
+    assert len(s.lines_of({rows[0]["id"], rows[1]["id"]})) == 4  # any collection of ids, sets included
+    # without lines, line_items that is not a JSON array is still a load problem
+    bare = ik.read_local(path, lines=False)
+    assert len(bare.lines) == 0
+    assert list(zip(bare.problems["id"], bare.problems["field"])) == [(rows[2]["id"], "line_items")]

@@ -16,12 +16,13 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .. import _duck
 from .._normalize import ITEM_COLUMNS, normalize
 from ..errors import MissingDependencyError, StoreError, StoreSchemaError, UsageError
-from ..schema import INVOICE_SCHEMA, InvoiceSet, to_frame
+from ..schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
 from . import _central_sql as ddl
 from . import _sqlite
 
@@ -181,12 +182,13 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
 # PostgreSQL hands every column in its canonical type: the client fields are generated
 # columns, amounts travel as exact integer cents (binary int8) and become decimal128 without
 # any text parsing, timestamps arrive as timestamptz. Nothing is left to parse but the
-# line items, which the InvoiceSet defers.
+# line items, which the InvoiceSet defers. (Client values that are not JSON strings, e.g. a
+# number or a nested object, come out as PostgreSQL renders them: '123.50', '{"a": 1}'.)
 _PG_SELECT = (
     "SELECT id, invoice_number, client_name, client_email, client_address, client_tax_id, "
     "client_data_text AS client_data, line_items_text AS line_items, currency, "
     "(total * 100)::int8 AS total_cents, created_at, modified_at, version::int8 AS version, "
-    "sync_status, checksum, deleted_at FROM invoices"
+    "sync_status, checksum, deleted_at, jsonb_typeof(client_data) = 'object' AS client_ok FROM invoices"
 )
 
 
@@ -224,9 +226,17 @@ def _read_pg(store: CentralStore, clause: str, params: list, *, lines: bool) -> 
     cols["source_row"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
     invoices = pa.table({name: cols[name] for name in INVOICE_SCHEMA.names}).cast(INVOICE_SCHEMA)
     frame = to_frame(invoices, INVOICE_SCHEMA)
+    bad = invoices.filter(pc.invert(raw.column("client_ok").fill_null(False)))
+    problems = to_frame(pa.table({
+        "source": bad.column("source").cast(pa.string()), "source_row": bad.column("source_row"),
+        "id": bad.column("id"), "rule": pa.array(["unparseable_json"] * bad.num_rows, pa.string()),
+        "field": pa.array(["client_data"] * bad.num_rows, pa.string()),
+        "value": pc.utf8_slice_codeunits(bad.column("client_data"), 0, 80),
+        "message": pa.array(["client_data is not a JSON object"] * bad.num_rows, pa.string()),
+    }), PROBLEM_SCHEMA)
     if not lines:
-        return InvoiceSet(frame)
-    return InvoiceSet(frame, pending_lines=invoices.select(ITEM_COLUMNS))
+        return InvoiceSet(frame, None, problems)
+    return InvoiceSet(frame, None, problems, pending_lines=invoices.select(ITEM_COLUMNS))
 
 
 def _csv(table: pa.Table) -> bytes:
