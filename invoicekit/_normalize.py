@@ -18,7 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from . import _duck
-from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, merge_problems, to_frame
 
 RAW_COLUMNS = [
     "source_row", "id", "invoice_number", "client_data", "line_items", "total_amount",
@@ -26,7 +26,6 @@ RAW_COLUMNS = [
     "sync_status", "checksum", "source",
 ]
 
-_CLIENT_STRUCT = '{"name":"VARCHAR","email":"VARCHAR","address":"VARCHAR","tax_id":"VARCHAR"}'
 _LINE_STRUCT = '[{"description":"VARCHAR","quantity":"VARCHAR","unit_price":"VARCHAR"}]'
 
 _INVOICES_SQL = """
@@ -90,13 +89,15 @@ SELECT invoice_id, line_no::INTEGER AS line_no, source, source_row,
 FROM parsed
 """
 
-_BAD_ITEMS_SQL = """
+_BAD_JSON_ITEMS_SQL = """
 SELECT source, source_row, id, 'unparseable_json' AS rule, 'line_items' AS field, left(line_items, 80) AS value,
        'line_items is not a JSON array' AS message
 FROM items
 WHERE line_items IS NOT NULL
   AND NOT coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false)
-UNION ALL
+"""
+
+_BAD_ITEMS_SQL = _BAD_JSON_ITEMS_SQL + """UNION ALL
 SELECT source, source_row, invoice_id, 'not_numeric', 'line_items[' || line_no || '].quantity',
        quantity_raw, 'quantity is missing or not a number with at most 3 decimals'
 FROM ln WHERE quantity IS NULL OR quantity_wide IS DISTINCT FROM quantity
@@ -179,12 +180,8 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
     if not lines:  # no line items wanted, but line_items text that is not a JSON array is still reported
         con = _duck.connect(items=invoices.select(ITEM_COLUMNS))
         try:
-            bad = _duck.arrow(con, _BAD_ITEMS_SQL.split("UNION ALL")[0] + " ORDER BY source, source_row")
+            bad = _duck.arrow(con, _BAD_JSON_ITEMS_SQL)
         finally:
             con.close()
-        if bad.num_rows:
-            merged = pa.concat_tables([problems.cast(PROBLEM_SCHEMA), bad.cast(PROBLEM_SCHEMA)]).sort_by(
-                [("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
-            probs = to_frame(merged, PROBLEM_SCHEMA)
-        return InvoiceSet(inv, None, probs)
+        return InvoiceSet(inv, None, merge_problems(problems, bad) if bad.num_rows else probs)
     return InvoiceSet(inv, None, probs, pending_lines=invoices.select(ITEM_COLUMNS))

@@ -128,6 +128,13 @@ def empty(schema: pa.Schema) -> pd.DataFrame:
     return to_frame(schema.empty_table(), schema)
 
 
+def merge_problems(*tables: pa.Table) -> pd.DataFrame:
+    """Problem tables stacked in the loaders' order: by source, source row, field."""
+    merged = pa.concat_tables([t.select(PROBLEM_SCHEMA.names).cast(PROBLEM_SCHEMA) for t in tables])
+    merged = merged.sort_by([("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
+    return to_frame(merged, PROBLEM_SCHEMA)
+
+
 def _rebuild(invoices, lines, problems, base, pending) -> "InvoiceSet":
     return InvoiceSet(invoices, lines, problems, base, pending_lines=pending)
 
@@ -183,10 +190,8 @@ class InvoiceSet:
             from ._normalize import explode_lines
 
             lines, problems = explode_lines(self._pending)
-            merged = pa.concat_tables([to_table(self._problems, PROBLEM_SCHEMA), problems.cast(PROBLEM_SCHEMA)])
-            merged = merged.sort_by([("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
             object.__setattr__(self, "_lines", to_frame(lines, LINE_SCHEMA))
-            object.__setattr__(self, "_problems", to_frame(merged, PROBLEM_SCHEMA))
+            object.__setattr__(self, "_problems", merge_problems(to_table(self._problems, PROBLEM_SCHEMA), problems))
             object.__setattr__(self, "_pending", None)
 
     @property

@@ -42,30 +42,27 @@ def relined(s: ik.InvoiceSet, change) -> ik.InvoiceSet:
     return rebuild(s.invoices_table(), pa.Table.from_pylist(rows, schema=LINE_SCHEMA))
 
 
-def reprice(s: ik.InvoiceSet, ids, delta: str = "1.00", line_no: int = 1) -> ik.InvoiceSet:
-    """Add ``delta`` to the unit price of line ``line_no`` of invoices ``ids`` (content edit)."""
+def _bump(s: ik.InvoiceSet, ids, column: str, delta: str, line_no: int) -> ik.InvoiceSet:
+    """Add ``delta`` to ``column`` of line ``line_no`` of invoices ``ids`` (content edit)."""
     ids = set(ids)
 
     def change(rows):
         for r in rows:
             if r["invoice_id"] in ids and r["line_no"] == line_no:
-                r["unit_price"] += Decimal(delta)
+                r[column] += Decimal(delta)
         return rows
 
     return relined(s, change)
+
+
+def reprice(s: ik.InvoiceSet, ids, delta: str = "1.00", line_no: int = 1) -> ik.InvoiceSet:
+    """Add ``delta`` to the unit price of line ``line_no`` of invoices ``ids``."""
+    return _bump(s, ids, "unit_price", delta, line_no)
 
 
 def requantify(s: ik.InvoiceSet, ids, delta: str = "1", line_no: int = 1) -> ik.InvoiceSet:
-    """Add ``delta`` to the quantity of line ``line_no`` of invoices ``ids`` (content edit)."""
-    ids = set(ids)
-
-    def change(rows):
-        for r in rows:
-            if r["invoice_id"] in ids and r["line_no"] == line_no:
-                r["quantity"] += Decimal(delta)
-        return rows
-
-    return relined(s, change)
+    """Add ``delta`` to the quantity of line ``line_no`` of invoices ``ids``."""
+    return _bump(s, ids, "quantity", delta, line_no)
 
 
 def insert_line(s: ik.InvoiceSet, invoice_id: str, description: str, quantity: str, unit_price: str,
