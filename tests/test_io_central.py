@@ -30,7 +30,7 @@ def central(request, tmp_path):
 
 
 def test_init_is_idempotent_and_creates_indexes(central_pg_url):
-    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 3
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 4
     assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     store = ik.io.central.CentralStore(central_pg_url)
     with store.pg() as conn:
@@ -40,9 +40,14 @@ def test_init_is_idempotent_and_creates_indexes(central_pg_url):
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoices'"
             " AND table_schema = current_schema()").fetchall())
         versions = conn.execute("SELECT count(*) FROM invoicekit_schema").fetchone()[0]
+        options = dict(conn.execute("SELECT relname, reloptions FROM pg_class WHERE relname IN "
+                                    "('invoices', 'invoice_lines') AND relkind = 'r'").fetchall())
     assert "created_at DESC" in idx["invoices_created_at_idx"]
     assert "client_data ->> 'name'" in idx["invoices_client_idx"]
     assert "WHERE (sync_status <> 'synced'" in idx["invoices_unsynced_idx"]
+    # room for HOT updates: free space in pages, no index on a column that every edit changes
+    assert options == {"invoices": ["fillfactor=80"], "invoice_lines": ["fillfactor=85"]}
+    assert not any("modified_at" in d or "version" in d or "checksum" in d for d in idx.values())
     assert types["total"] == "numeric" and types["client_data"] == "jsonb"
     assert types["created_at"] == "timestamp with time zone"
     assert versions == SCHEMA_VERSION

@@ -224,3 +224,62 @@ def test_central_without_ledger_says_to_upgrade(tmp_path, scenario):
     plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(url))))
     with pytest.raises(ik.StoreSchemaError, match="invoicekit db init"):
         ik.apply_sync(plan, local=path, central=url)
+
+
+def central_lines(central) -> pd.DataFrame:
+    """The central invoice_lines table as text, sorted."""
+    store = CentralStore(central)
+    sql = ("SELECT invoice_id, line_no, description, quantity::text, unit_price::text, line_total::text "
+           "FROM invoice_lines ORDER BY invoice_id, line_no")
+    if store.dialect == "postgresql":
+        with store.pg() as conn:
+            rows = conn.execute(sql).fetchall()
+    else:
+        conn = sqlite3.connect(store.path)
+        try:
+            rows = conn.execute(sql.replace("::text", "")).fetchall()
+        finally:
+            conn.close()
+    return pd.DataFrame(rows, columns=["invoice_id", "line_no", "description", "quantity", "unit_price",
+                                       "line_total"])
+
+
+def test_central_lines_follow_each_push(central, tmp_path):
+    """Changed, added and removed line items reach the central lines table exactly; invoices
+    whose line items did not change keep their line rows untouched."""
+    from invoicekit.device import LocalStore
+    from invoicekit.sync import SyncEngine
+
+    def items(*quantities):
+        return [{"description": f"Item {n}", "quantity": q, "unit_price": "2.50"} for n, q in enumerate(quantities)]
+
+    store = LocalStore(tmp_path / "d.sqlite")
+    ids = [store.create(invoice_number=f"INV-{i}", client={"name": f"C{i}"}, currency="EUR",
+                        line_items=items(*range(1, 4))) for i in range(5)]
+    assert SyncEngine(store.path, central).drain().ok
+    pg = CentralStore(central).dialect == "postgresql"
+    xmin_sql = "SELECT line_no, xmin::text FROM invoice_lines WHERE invoice_id = %s ORDER BY line_no"
+    if pg:
+        with CentralStore(central).pg() as conn:
+            untouched_before = conn.execute(xmin_sql, (ids[3],)).fetchall()
+    store.update(ids[0], line_items=items(1, 7, 3))       # one line changed
+    store.update(ids[1], line_items=items(1, 2, 3, 4, 5))  # two lines added
+    store.update(ids[2], line_items=items(9))             # two lines removed, one changed
+    store.update(ids[3], client={"name": "Renamed"})      # lines not touched
+    store.delete(ids[4])                                  # tombstone keeps its lines
+    result = SyncEngine(store.path, central).drain()
+    assert result.ok
+    expected = ik.read_central(central).lines
+    got = central_lines(central)
+    assert len(got) == 3 + 5 + 1 + 3 + 3 == len(expected)
+    exp = expected.sort_values(["invoice_id", "line_no"]).reset_index(drop=True)
+    assert got["invoice_id"].tolist() == exp["invoice_id"].tolist()
+    assert got["line_no"].tolist() == exp["line_no"].astype(int).tolist()
+    for col in ("quantity", "unit_price", "line_total"):
+        assert [float(v) for v in got[col]] == [float(v) for v in exp[col].astype(str)], col
+    mine = got.set_index(["invoice_id", "line_no"])
+    assert float(mine.loc[(ids[0], 2), "quantity"]) == 7
+    assert float(mine.loc[(ids[2], 1), "quantity"]) == 9
+    if pg:
+        with CentralStore(central).pg() as conn:
+            assert conn.execute(xmin_sql, (ids[3],)).fetchall() == untouched_before

@@ -1,12 +1,18 @@
-"""Central side of ``apply_sync``: optimistic-concurrency upserts, ledger and audit, per batch.
+"""Central side of ``apply_sync``: optimistic-concurrency writes, ledger and audit, per batch.
 
 Each batch is one transaction: the payloads go through a staging table (COPY on
-PostgreSQL), operations already in ``invoicekit_ledger`` are skipped, and one
-``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE version = expected`` applies the rest.
-Rows whose central version moved since the plan are not touched and come back as
-conflicts. Applied operations enter the ledger and the append-only audit trail in the
-same transaction, so an operation is applied exactly once even if the caller dies
-between the commit and its acknowledgement.
+PostgreSQL), operations already in ``invoicekit_ledger`` are skipped, one
+``UPDATE ... FROM`` staging ``WHERE version = expected`` applies the edits and deletions
+and one ``INSERT ... ON CONFLICT (id) DO NOTHING`` the new invoices. Rows whose central
+version moved since the plan (or that appeared meanwhile) are not touched and come back
+as conflicts. Applied operations enter the ledger and the append-only audit trail in the
+same statement, so an operation is applied exactly once even if the caller dies between
+the commit and its acknowledgement.
+
+Why an ``UPDATE`` and not one ``INSERT ... ON CONFLICT DO UPDATE`` for edits: the update
+can return the row as it was (version and checksum before, for the audit) from the same
+index probe, and it needs no per-row subquery for the expected version; see
+BENCHMARKS.md for the measured difference.
 """
 
 from __future__ import annotations
@@ -16,73 +22,117 @@ import pyarrow as pa
 from ..io import _sqlite
 from ..io.central import _INV_COLS, _LINE_COLS, CentralStore, _csv
 
-_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _INV_COLS if c != "id")
 _COLS = ", ".join(_INV_COLS)
+_LCOLS = ", ".join(_LINE_COLS)
+_UPD_SET = ", ".join(f"{c} = p.{c}" for c in _INV_COLS if c != "id")
 
-_PG_APPLY = f"""
-WITH before AS (
-  SELECT i.id, i.version, i.checksum FROM invoices i JOIN ik_push p USING (id)
-), up AS (
-  INSERT INTO invoices ({_COLS})
-  SELECT {_COLS} FROM ik_push p
-  WHERE p.expected IS NULL OR EXISTS (SELECT 1 FROM invoices i WHERE i.id = p.id)
-  ON CONFLICT (id) DO UPDATE SET {_SET}
-  WHERE invoices.version = (SELECT q.expected FROM ik_push q WHERE q.id = EXCLUDED.id)
-  RETURNING id, version, checksum
+# Updates: one index probe per staged row (the planner is steered to nested loops, see
+# apply_pg); ``o`` is the row as it was before this statement (same snapshot), which the
+# audit trail records. A row whose version moved is not matched: it comes back as a conflict.
+_PG_UPDATE = f"""
+WITH up AS (
+  UPDATE invoices i SET {_UPD_SET}
+  FROM ik_push p JOIN invoices o ON o.id = p.id
+  WHERE i.id = p.id AND i.version = p.expected
+  RETURNING i.id, p.op_id, i.version, i.checksum, o.version AS before_version, o.checksum AS before_checksum,
+            o.line_items_text IS DISTINCT FROM i.line_items_text AS lines_changed,
+            CASE WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END AS kind
 ), led AS (
   INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
-  SELECT p.op_id, up.id, up.version, up.checksum FROM up JOIN ik_push p USING (id)
+  SELECT op_id, id, version, checksum FROM up
 ), aud AS (
   INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
                                 before_checksum, after_checksum)
-  SELECT %(actor)s, p.op_id, up.id,
-         CASE WHEN b.id IS NULL THEN 'insert' WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END,
-         %(strategy)s, b.version, up.version, b.checksum, up.checksum
-  FROM up JOIN ik_push p USING (id) LEFT JOIN before b USING (id)
+  SELECT %(actor)s, op_id, id, kind, %(strategy)s, before_version, version, before_checksum, checksum FROM up
 )
-INSERT INTO ik_applied SELECT id FROM up
+INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, lines_changed FROM up
 """
 
-_PG_DROP_CHANGED_LINES = """
-DELETE FROM invoice_lines l USING ik_applied a
-WHERE l.invoice_id = a.id AND NOT EXISTS (
-  SELECT 1 FROM ik_push_lines s
-  WHERE s.invoice_id = l.invoice_id AND s.line_no = l.line_no AND s.description IS NOT DISTINCT FROM l.description
-    AND s.quantity = l.quantity AND s.unit_price = l.unit_price AND s.line_total = l.line_total)
+# Creates: rows the central store does not have yet (an id it has already is a conflict).
+_PG_INSERT = f"""
+WITH ins AS (
+  INSERT INTO invoices ({_COLS})
+  SELECT {_COLS} FROM ik_push p WHERE p.expected IS NULL
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, version, checksum
+), done AS (
+  SELECT ins.*, p.op_id FROM ins JOIN ik_push p USING (id)
+), led AS (
+  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
+  SELECT op_id, id, version, checksum FROM done
+), aud AS (
+  INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
+                                before_checksum, after_checksum)
+  SELECT %(actor)s, op_id, id, 'insert', %(strategy)s, NULL, version, NULL, checksum FROM done
+)
+INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, true FROM done
 """
+
+# Line items of applied invoices whose line_items text changed (the toolkit writes the text
+# and the lines together): one MERGE updates the lines that differ in place and inserts new
+# line numbers (unchanged lines are not touched), then lines past the payload's count go.
+_PG_LINES = [
+    f"""MERGE INTO invoice_lines l
+        USING (SELECT s.* FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id AND a.lines_changed) s
+        ON l.invoice_id = s.invoice_id AND l.line_no = s.line_no
+        WHEN MATCHED AND (l.description, l.quantity, l.unit_price, l.line_total)
+                         IS DISTINCT FROM (s.description, s.quantity, s.unit_price, s.line_total) THEN
+          UPDATE SET description = s.description, quantity = s.quantity, unit_price = s.unit_price,
+                     line_total = s.line_total
+        WHEN NOT MATCHED THEN
+          INSERT ({_LCOLS}) VALUES ({", ".join("s." + c for c in _LINE_COLS)})""",
+    """DELETE FROM invoice_lines l USING ik_applied a JOIN ik_push p ON p.id = a.id
+        WHERE a.lines_changed AND l.invoice_id = a.id AND l.line_no > coalesce(p.n_lines, 0)""",
+]
 
 
 def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str) -> tuple[set, set]:
-    """Apply one batch on PostgreSQL; returns (applied op ids, already-applied op ids)."""
+    """Apply one batch on PostgreSQL; returns (applied op ids, already-applied op ids).
+
+    Every join in the batch's statements has an index on its inner side (the central
+    tables' keys, the staging tables' unique indexes), and a batch is small beside the
+    central table, so the planner is told to use nested loops: one index probe per staged
+    row instead of a scan (or a hash) of the whole central table, with no ``ANALYZE`` of
+    the staging tables. Updates that leave every indexed column alone are HOT updates
+    (schema version 4 keeps free space in the central tables' pages).
+    """
+    cols = _INV_COLS + ["op_id", "expected", "n_lines"]
+    # line numbers run 1..n per invoice (explode_lines numbers them so)
+    counts = lines.group_by("invoice_id").aggregate([("line_no", "max")])
+    inv = inv.join(counts, "id", "invoice_id").rename_columns(
+        [*inv.column_names, "n_lines"]).sort_by("id")
+    lines = lines.sort_by([("invoice_id", "ascending"), ("line_no", "ascending")])
     with store.pg() as conn, conn.cursor() as cur:
+        # staging tables in memory (before the session's first temporary table), no JIT
+        # compilation for statements that run once, index probes rather than whole-table joins
+        cur.execute("SET LOCAL temp_buffers = '256MB'")
+        cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL enable_hashjoin = off")
+        cur.execute("SET LOCAL enable_mergejoin = off")
         cur.execute("CREATE TEMP TABLE ik_push (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
-        cur.execute("ALTER TABLE ik_push ADD COLUMN op_id TEXT, ADD COLUMN expected INTEGER")
+        cur.execute("ALTER TABLE ik_push ADD COLUMN op_id TEXT, ADD COLUMN expected INTEGER, "
+                    "ADD COLUMN n_lines INTEGER")
         cur.execute("CREATE TEMP TABLE ik_push_lines (LIKE invoice_lines) ON COMMIT DROP")
-        cols = _INV_COLS + ["op_id", "expected"]
+        cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY, op_id TEXT, lines_changed BOOLEAN) "
+                    "ON COMMIT DROP")
         with cur.copy(f"COPY ik_push ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(_csv(inv.select(cols)))
-        with cur.copy(f"COPY ik_push_lines ({', '.join(_LINE_COLS)}) FROM STDIN (FORMAT csv)") as copy:
+        with cur.copy(f"COPY ik_push_lines ({_LCOLS}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(_csv(lines.select(_LINE_COLS)))
         cur.execute("CREATE UNIQUE INDEX ON ik_push (id)")
         cur.execute("CREATE UNIQUE INDEX ON ik_push_lines (invoice_id, line_no)")
-        cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY) ON COMMIT DROP")
-        # planner statistics for the staged rows: without them PostgreSQL guesses and may scan
-        # the whole invoices table (per batch) instead of probing its primary key
-        cur.execute("ANALYZE ik_push, ik_push_lines")
         cur.execute("DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id RETURNING p.op_id")
         already = {r[0] for r in cur.fetchall()}
-        cur.execute(_PG_APPLY, {"actor": actor, "strategy": strategy})
-        cur.execute("ANALYZE ik_applied")
-        # lines: only those that changed are rewritten (an edit usually touches one line)
-        cur.execute(_PG_DROP_CHANGED_LINES)
-        cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) SELECT {', '.join(_LINE_COLS)} "
-                    "FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id "
-                    "ON CONFLICT (invoice_id, line_no) DO NOTHING")
-        cur.execute("SELECT p.op_id FROM ik_push p JOIN ik_applied a USING (id)")
+        params = {"actor": actor, "strategy": strategy}
+        cur.execute(_PG_UPDATE, params)
+        cur.execute(_PG_INSERT, params)
+        for sql in _PG_LINES:
+            cur.execute(sql)
+        cur.execute("SELECT op_id FROM ik_applied")
         applied = {r[0] for r in cur.fetchall()}
         # a concurrent run of the same plan may have committed these ops while we waited on their rows
         cur.execute("SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l USING (op_id) "
-                    "WHERE p.id NOT IN (SELECT id FROM ik_applied)")
+                    "WHERE NOT EXISTS (SELECT 1 FROM ik_applied a WHERE a.id = p.id)")
         already |= {r[0] for r in cur.fetchall()}
     return applied, already
 
