@@ -132,9 +132,9 @@ SELECT id, source,
     ELSE 'no base: same version v' || local_version || ', different content'
   END AS reason,
   local_version, central_version, base_version, local_checksum, central_checksum, base_checksum,
-  local_modified_at, central_modified_at, local_deleted_at, central_deleted_at, has_base,
-  local_pos AS _local_pos, central_pos AS _central_pos
+  local_modified_at, central_modified_at, local_deleted_at, central_deleted_at, has_base
 FROM k
+ORDER BY local_pos NULLS LAST, central_pos
 """
 
 # one row per (id, field) of an invoice; lines keyed by identity (description + occurrence)
@@ -249,21 +249,6 @@ def _numbered(s: InvoiceSet) -> pa.Table:
     return table.append_column("_pos", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
-def _store_order(status: pa.Table, n_local: int) -> pa.Table:
-    """``status`` in the local set's row order, then the central-only ids in the central set's
-    order. Each local row is on exactly one status row (ids are unique), so its position
-    is its destination: a scatter, not a sort of the whole table."""
-    lp = status.column("_local_pos").to_numpy(zero_copy_only=False)  # float with NaN for nulls
-    cp = status.column("_central_pos").to_numpy(zero_copy_only=False)
-    rows = np.arange(status.num_rows, dtype=np.int64)
-    has_local = ~np.isnan(lp)
-    order = np.empty(status.num_rows, dtype=np.int64)
-    order[lp[has_local].astype(np.int64)] = rows[has_local]
-    rest = rows[~has_local]
-    order[n_local:] = rest[np.argsort(cp[~has_local], kind="stable")]
-    return status.combine_chunks().take(pa.array(order)).drop_columns(["_local_pos", "_central_pos"])
-
-
 def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) -> Reconciliation:
     """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
 
@@ -278,7 +263,7 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
     try:
         _unique_ids(con, "loc", "local")
         _unique_ids(con, "cen", "central")
-        status = _store_order(_duck.arrow(con, _STATUS_SQL), len(local))
+        status = _duck.arrow(con, _STATUS_SQL)
         con.register("st", status)
         if fields:
             con.execute(

@@ -96,6 +96,9 @@ def _fetch(path: str, sql: str, params: Sequence) -> pa.Table:
     return table.drop_columns(["_s"])
 
 
+#: page cache of a write transaction, KiB (SQLite allocates it only as pages are used)
+WRITE_CACHE_KIB = 256 * 1024
+
 #: tables at least this large are read by two connections at once, by rowid range
 PARALLEL_ROWS = 200_000
 
@@ -115,8 +118,11 @@ def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: st
         guard = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
         try:
             version = guard.execute("PRAGMA data_version").fetchone()[0]
-            lo, hi, n = guard.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {from_sql}").fetchone()
-            if n >= PARALLEL_ROWS:
+            # one aggregate per subquery: SQLite answers each from the rowid b-tree's ends
+            # (min and max together, or count(*), would scan the whole table)
+            lo, hi = guard.execute(f"SELECT (SELECT min(rowid) FROM {from_sql}), "
+                                   f"(SELECT max(rowid) FROM {from_sql})").fetchone()
+            if lo is not None and hi - lo + 1 >= PARALLEL_ROWS:
                 mid = (lo + hi) // 2 + 1
                 ranges = [f" WHERE rowid < {mid}", f" WHERE rowid >= {mid}"]
                 with ThreadPoolExecutor(2) as pool:
@@ -141,6 +147,10 @@ def write_transaction(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # a page cache that holds a bulk write's working set (the default 2 MB makes large
+        # transactions re-read and spill pages) and staging tables in memory, not in a file
+        conn.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
+        conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
