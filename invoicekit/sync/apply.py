@@ -120,30 +120,8 @@ def apply_sync(
 
     central_outcome = {op: "not_needed" for op in ops["op_id"]}
     if len(pushes):
-        inv, lines = _push_rows(plan, pushes, text=store.dialect == "sqlite")
-        starts = range(0, inv.num_rows, batch_rows)
-
-        def one(start: int) -> tuple[list, set, set]:
-            part = inv.slice(start, batch_rows)
-            part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
-            if store.dialect == "postgresql":
-                applied, already = _central.apply_pg(store, part, part_lines, actor=actor, strategy=plan.strategy)
-            else:
-                applied, already = _central.apply_sqlite(store, part, part_lines, actor=actor,
-                                                         strategy=plan.strategy, now=now)
-            return part.column("op_id").to_pylist(), applied, already
-
-        # a plan pushes each invoice at most once, so batches touch disjoint rows: PostgreSQL
-        # applies them over `workers` connections at once (each batch its own transaction)
-        n_workers = max(1, min(workers, len(starts))) if store.dialect == "postgresql" else 1
-        show = progress if progress is not None else len(starts) > 5
-        with ThreadPoolExecutor(n_workers) as pool, tqdm(
-                total=inv.num_rows, desc="push", unit="invoice", disable=not show) as bar:
-            for op_ids, applied, already in pool.map(one, starts):
-                for op in op_ids:
-                    central_outcome[op] = ("applied" if op in applied else "already_applied" if op in already
-                                           else "conflict")
-                bar.update(len(op_ids))
+        central_outcome.update(_push_central(store, plan, pushes, actor=actor, now=now, batch_rows=batch_rows,
+                                             workers=workers, progress=progress))
 
     go = ops["op_id"].map(lambda o: central_outcome[o] != "conflict")
     op_rows = list(zip(
@@ -158,6 +136,36 @@ def apply_sync(
     results["central"] = results["op_id"].map(central_outcome).astype("string[pyarrow]")
     results["local"] = results["op_id"].map(local_outcome).astype("string[pyarrow]")
     return SyncResult(results.reset_index(drop=True))
+
+
+def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, actor: str, now: str,
+                  batch_rows: int, workers: int, progress: bool | None) -> dict[str, str]:
+    """Write the pushes to the central store in batches; op_id -> applied / already_applied / conflict."""
+    inv, lines = _push_rows(plan, pushes, text=store.dialect == "sqlite")
+    starts = range(0, inv.num_rows, batch_rows)
+
+    def one(start: int) -> tuple[list, set, set]:
+        part = inv.slice(start, batch_rows)
+        part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
+        if store.dialect == "postgresql":
+            applied, already = _central.apply_pg(store, part, part_lines, actor=actor, strategy=plan.strategy)
+        else:
+            applied, already = _central.apply_sqlite(store, part, part_lines, actor=actor,
+                                                     strategy=plan.strategy, now=now)
+        return part.column("op_id").to_pylist(), applied, already
+
+    # a plan pushes each invoice at most once, so batches touch disjoint rows: PostgreSQL
+    # applies them over `workers` connections at once (each batch its own transaction)
+    n_workers = max(1, min(workers, len(starts))) if store.dialect == "postgresql" else 1
+    show = progress if progress is not None else len(starts) > 5
+    outcome: dict[str, str] = {}
+    with ThreadPoolExecutor(n_workers) as pool, tqdm(
+            total=inv.num_rows, desc="push", unit="invoice", disable=not show) as bar:
+        for op_ids, applied, already in pool.map(one, starts):
+            for op in op_ids:
+                outcome[op] = "applied" if op in applied else "already_applied" if op in already else "conflict"
+            bar.update(len(op_ids))
+    return outcome
 
 
 def _require_ledger(store: CentralStore) -> None:
