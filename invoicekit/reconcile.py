@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _duck
 from ._html import frame_html, page
@@ -68,20 +69,33 @@ def _eq(a: str, b: str) -> str:
     return "(" + " AND ".join(parts) + ")"
 
 
+def _on(side: str, col: str) -> str:
+    return f"CASE WHEN {side}._present THEN {side}.{col} END"
+
+
+# The status is computed over three *aligned* relations, one row per invoice id on each:
+# ``l`` (local), ``c`` (central), ``b`` (base), where ``_present`` says whether that side has
+# the id (see ``_aligned``; a side with none of the ids is an empty relation, which the
+# positional join pads with NULLs). Aligning by position (a join of ids only, then a gather)
+# avoids a hash join that would carry every content column of one side in its table.
 _STATUS_SQL = f"""
 WITH j AS (
-  SELECT coalesce(l.id, c.id) AS id, l.source AS source, l._pos AS local_pos, c._pos AS central_pos,
-    l.id IS NOT NULL AS in_local, c.id IS NOT NULL AS in_central, b.id IS NOT NULL AS has_base,
-    l.version AS local_version, c.version AS central_version, b.version AS base_version,
-    l.checksum AS local_checksum, c.checksum AS central_checksum, b.checksum AS base_checksum,
-    l.sync_status AS local_sync_status,
-    l.modified_at AS local_modified_at, c.modified_at AS central_modified_at,
-    l.deleted_at AS local_deleted_at, c.deleted_at AS central_deleted_at, b.deleted_at AS base_deleted_at,
+  SELECT CASE WHEN l._present THEN l.id ELSE c.id END AS id, {_on('l', 'source')} AS source,
+    coalesce(l._present, false) AS in_local, coalesce(c._present, false) AS in_central,
+    coalesce(b._present, false) AS has_base,
+    {_on('l', 'version')} AS local_version, {_on('c', 'version')} AS central_version,
+    {_on('b', 'version')} AS base_version,
+    {_on('l', 'checksum')} AS local_checksum, {_on('c', 'checksum')} AS central_checksum,
+    {_on('b', 'checksum')} AS base_checksum,
+    {_on('l', 'sync_status')} AS local_sync_status,
+    {_on('l', 'modified_at')} AS local_modified_at, {_on('c', 'modified_at')} AS central_modified_at,
+    {_on('l', 'deleted_at')} AS local_deleted_at, {_on('c', 'deleted_at')} AS central_deleted_at,
+    {_on('b', 'deleted_at')} AS base_deleted_at,
     {_eq('l', 'c')} AS lc_eq,
-    b.id IS NOT NULL AND NOT ({_eq('l', 'b')} AND l.version = b.version) AS local_changed,
-    b.id IS NOT NULL AND NOT ({_eq('c', 'b')} AND c.version = b.version) AS central_changed
-  FROM loc l FULL OUTER JOIN cen c ON l.id = c.id
-  LEFT JOIN bas b ON b.id = coalesce(l.id, c.id)
+    coalesce(b._present, false) AND NOT ({_eq('l', 'b')} AND l.version = b.version) AS local_changed,
+    coalesce(b._present, false) AND NOT ({_eq('c', 'b')} AND c.version = b.version) AS central_changed,
+    o._ord AS _ord
+  FROM ao o POSITIONAL JOIN al l POSITIONAL JOIN ac c POSITIONAL JOIN ab b
 ), k AS (
   SELECT *, coalesce(local_sync_status, '') <> 'synced' AS dirty FROM j
 )
@@ -131,11 +145,19 @@ SELECT id, source,
       'no base: central v' || central_version || ' is behind local synced v' || local_version
     ELSE 'no base: same version v' || local_version || ', different content'
   END AS reason,
-  local_version, central_version, base_version, local_checksum, central_checksum, base_checksum,
-  local_modified_at, central_modified_at, local_deleted_at, central_deleted_at, has_base
+  _ord
 FROM k
-ORDER BY local_pos NULLS LAST, central_pos
 """
+
+# positions only: which central and base row goes with each local row, and which central
+# rows have no local row
+_POSITIONS_SQL = """
+SELECT l._pos AS lp, c._pos AS cp, b._pos AS bp
+FROM loc l FULL OUTER JOIN cen c ON l.id = c.id LEFT JOIN bas b ON b.id = coalesce(l.id, c.id)
+"""
+_SIDE_COLUMNS = ["id", "invoice_number", "client_data", "line_items", "total", "currency", "version", "checksum",
+                 "modified_at", "deleted_at"]
+_LOCAL_COLUMNS = [*_SIDE_COLUMNS, "source", "sync_status"]
 
 # one row per (id, field) of an invoice; lines keyed by identity (description + occurrence)
 _LONG = """
@@ -249,6 +271,106 @@ def _numbered(s: InvoiceSet) -> pa.Table:
     return table.append_column("_pos", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
+def _aligned(table: pa.Table, pos: np.ndarray) -> pa.Table | None:
+    """Rows of ``table`` at ``pos``, null where ``pos`` is -1 (that side has no such id),
+    with ``_present``; None when no position is present."""
+    present = pos >= 0
+    if table.num_rows == 0 or not present.any():
+        return None
+    index = pa.array(pos) if present.all() else pa.array(pos, mask=~present)
+    return table.take(index).append_column("_present", pa.array(present))
+
+
+#: the columns of ``Reconciliation.status``
+STATUS_SCHEMA = pa.schema([
+    ("id", pa.string()), ("source", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+    ("local_version", pa.int64()), ("central_version", pa.int64()), ("base_version", pa.int64()),
+    ("local_checksum", pa.string()), ("central_checksum", pa.string()), ("base_checksum", pa.string()),
+    ("local_modified_at", pa.timestamp("us", "UTC")), ("central_modified_at", pa.timestamp("us", "UTC")),
+    ("local_deleted_at", pa.timestamp("us", "UTC")), ("central_deleted_at", pa.timestamp("us", "UTC")),
+    ("has_base", pa.bool_()),
+])
+
+
+def _repeats(side: pa.Table, other: np.ndarray, mine: np.ndarray) -> bool:
+    """Whether ``side`` holds an id on several rows, from the join's positions: such an id
+    matched on the other side repeats the other side's row (``other``); unmatched, its rows
+    are among ``side``'s unmatched rows, which are few and checked directly."""
+    hit = other >= 0
+    if hit.any() and np.bincount(other[hit]).max() > 1:
+        return True
+    lone = mine[(mine >= 0) & ~hit]
+    ids = side.column("id").take(pa.array(lone))
+    return pc.count_distinct(ids, mode="all").as_py() != len(lone)
+
+
+def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The status rows: the local ids in the local order, then the central-only ids in the
+    central order (both by construction, no sort of the result); and, per local row, the
+    position of its central and base rows (-1: none).
+
+    Only ``status`` and ``reason`` need SQL (over the aligned sides); every other column is
+    a side's own column, put in place by Arrow; a central-only id is always ``central_only``.
+    """
+    pos = _duck.arrow(con, _POSITIONS_SQL)
+    lp, cp, bp = (pos.column(c).fill_null(-1).to_numpy() for c in ("lp", "cp", "bp"))
+    n_local = loc.num_rows
+    mine = lp >= 0
+    if _repeats(loc, cp, lp) or _repeats(cen, lp, cp):  # an id on several rows: say which
+        _unique_ids(con, "loc", "local")
+        _unique_ids(con, "cen", "central")
+        _unique_ids(con, "bas", "base")
+        raise AssertionError("reconcile: repeated positions without repeated ids")  # pragma: no cover
+    c_of_l = np.full(n_local, -1, dtype=np.int64)
+    b_of_l = np.full(n_local, -1, dtype=np.int64)
+    c_of_l[lp[mine]], b_of_l[lp[mine]] = cp[mine], bp[mine]
+    only = np.argsort(cp[~mine], kind="stable")
+    c_only, b_only = cp[~mine][only], bp[~mine][only]
+    L = loc.select(_LOCAL_COLUMNS).combine_chunks()
+    C, B = (t.select(_SIDE_COLUMNS).combine_chunks() for t in (cen, bas))
+
+    def col(side: pa.Table | None, name: str, n: int) -> pa.Array | pa.ChunkedArray:
+        return side.column(name) if side is not None else pa.nulls(n, STATUS_SCHEMA.field(f"local_{name}").type)
+
+    ac, ab = _aligned(C, c_of_l), _aligned(B, b_of_l)
+    rels = {"ao": pa.table({"_ord": pa.array(np.arange(n_local, dtype=np.int64))}),
+            "al": L.append_column("_present", pa.array(np.ones(n_local, dtype=bool))),
+            "ac": ac if ac is not None else C.slice(0, 0).append_column("_present", pa.array([], pa.bool_())),
+            "ab": ab if ab is not None else B.slice(0, 0).append_column("_present", pa.array([], pa.bool_()))}
+    for name, table in rels.items():
+        con.register(name, table)
+    try:
+        decided = _duck.arrow(con, _STATUS_SQL)
+    finally:
+        for name in rels:
+            con.unregister(name)
+    order = decided.column("_ord").to_numpy()
+    if len(order) > 1 and not (order[1:] > order[:-1]).all():  # pragma: no cover - defensive
+        decided = decided.take(pc.sort_indices(decided.column("_ord")))
+    local_rows = {
+        "id": L.column("id"), "source": L.column("source"), "status": decided.column("status"),
+        "reason": decided.column("reason"),
+        **{f"{side}_{name}": rel for name in ("version", "checksum", "modified_at", "deleted_at")
+           for side, rel in (("local", L.column(name)), ("central", col(ac, name, n_local)),
+                             ("base", col(ab, name, n_local)))},
+        "has_base": pa.array(b_of_l >= 0),
+    }
+    k = len(c_only)
+    co, bo = C.take(pa.array(c_only)), _aligned(B, b_only)
+    central_rows = {
+        "id": co.column("id"), "source": pa.nulls(k, pa.string()),
+        "status": pa.array(np.full(k, "central_only", dtype=object), pa.string()),
+        "reason": pa.array(np.full(k, "only in the central store", dtype=object), pa.string()),
+        **{f"{side}_{name}": rel for name in ("version", "checksum", "modified_at", "deleted_at")
+           for side, rel in (("local", pa.nulls(k, STATUS_SCHEMA.field(f"local_{name}").type)),
+                             ("central", co.column(name)), ("base", col(bo, name, k)))},
+        "has_base": pa.array(b_only >= 0),
+    }
+    parts = [pa.table({n: rows[n] for n in STATUS_SCHEMA.names}).cast(STATUS_SCHEMA)
+             for rows in (local_rows, central_rows)]
+    return pa.concat_tables(parts), c_of_l, b_of_l
+
+
 def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) -> Reconciliation:
     """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
 
@@ -259,22 +381,24 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
     )
-    con = _duck.connect(loc=_numbered(local), cen=_numbered(central), bas=base.invoices_table())
+    loc, cen, bas = _numbered(local), _numbered(central), _numbered(base)
+    con = _duck.connect(loc=loc, cen=cen, bas=bas)
     try:
-        _unique_ids(con, "loc", "local")
-        _unique_ids(con, "cen", "central")
-        status = _duck.arrow(con, _STATUS_SQL)
-        con.register("st", status)
+        status, c_of_l, b_of_l = _status(con, loc, cen, bas)
         if fields:
-            con.execute(
-                "CREATE TEMP TABLE todo AS SELECT id, has_base FROM st "
-                f"WHERE status NOT IN ({', '.join(repr(s) for s in IN_SYNC + ('local_only',))})"
-            )
-            # only the invoices that differ need their line items (deferred sets parse just those)
-            todo = _duck.arrow(con, "SELECT id FROM todo").column("id")
+            # the invoices needing action are local rows (central-only ids are in sync): their
+            # rows on each side are picked by position, and only their line items are parsed
+            busy = pc.invert(pc.is_in(status.column("status").slice(0, len(local)),
+                                      value_set=pa.array(IN_SYNC + ("local_only",))))
+            at = np.flatnonzero(busy.to_numpy(zero_copy_only=False))
+            todo = status.select(["id", "has_base"]).take(pa.array(at))
+            con.register("todo", todo)
+            con.register("loc_t", loc.take(pa.array(at)))
+            con.register("cen_t", cen.take(pa.array(c_of_l[at][c_of_l[at] >= 0])))
+            con.register("bas_t", bas.take(pa.array(b_of_l[at][b_of_l[at] >= 0])))
             for name, side in (("ll", local), ("cl", central), ("bl", base)):
-                con.register(name, side.lines_of(todo))
-            for out, inv, lines in (("lf", "loc", "ll"), ("cf", "cen", "cl"), ("bf", "bas", "bl")):
+                con.register(name, side.lines_of(todo.column("id")))
+            for out, inv, lines in (("lf", "loc_t", "ll"), ("cf", "cen_t", "cl"), ("bf", "bas_t", "bl")):
                 con.execute(_LONG.format(out=out, inv=inv, lines=lines))
             diff = _duck.arrow(con, _FIELDS_SQL)
         else:

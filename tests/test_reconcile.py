@@ -170,6 +170,37 @@ def test_scenario_statuses_follow_truth(sc, device, with_base):
     assert st.loc[sorted(set(cv.index) - set(lv.index)), "local_version"].isna().all()
 
 
+@pytest.mark.parametrize("with_base", [True, False], ids=["base", "no_base"])
+def test_status_keeps_the_local_order_then_the_central_order(sc, with_base):
+    rng = pd.Series(range(10_000)).sample(frac=1, random_state=7).to_numpy()
+    local = sc.devices["device_a"]
+    local = ik.InvoiceSet(local.invoices.iloc[rng[rng < len(local)]].reset_index(drop=True), local.lines,
+                          base=local.base if with_base else None)
+    cen = sc.central.invoices.iloc[rng[rng < len(sc.central)][::-1]].reset_index(drop=True)
+    central = ik.InvoiceSet(cen, sc.central.lines)
+    rec = ik.reconcile(local, central)
+    mine = list(local.invoices["id"])
+    only_central = [i for i in cen["id"] if i not in set(mine)]
+    assert len(only_central) > 1
+    assert list(rec.status["id"]) == mine + only_central
+    # every side's columns are those of its own row
+    st = rec.status.set_index("id")
+    cv = cen.set_index("id")
+    assert (st.loc[only_central, "central_checksum"] == cv.loc[only_central, "checksum"]).all()
+    assert st.loc[only_central, ["local_version", "local_checksum", "source"]].isna().all().all()
+    assert (st.loc[mine, "source"] == local.invoices.set_index("id").loc[mine, "source"]).all()
+
+
+def test_one_side_empty():
+    s = make_invoices(5, seed=3)
+    empty = ik.InvoiceSet(s.invoices.iloc[:0], s.lines.iloc[:0])
+    assert list(ik.reconcile(s, empty).status["status"]) == ["local_only"] * 5
+    rec = ik.reconcile(empty, s)
+    assert list(rec.status["status"]) == ["central_only"] * 5
+    assert list(rec.status["id"]) == list(s.invoices["id"])
+    assert not ik.reconcile(empty, empty).differs
+
+
 def test_statuses_do_not_need_the_field_diff(sc, rec_a):
     quick = ik.reconcile(sc.devices["device_a"], sc.central, fields=False)
     assert status_of(quick) == status_of(rec_a)
@@ -488,3 +519,14 @@ def test_duplicate_ids_are_a_usage_error(plain):
         ik.reconcile(twice, plain)
     with pytest.raises(ik.UsageError, match="central"):
         ik.reconcile(plain, twice)
+    # an id repeated only among the ids the other side lacks, on either side
+    first = plain.invoices.iloc[[0]]
+    head = ik.InvoiceSet(pd.concat([first, first]), plain.lines[plain.lines["invoice_id"] == first["id"].iloc[0]])
+    rest = ik.InvoiceSet(plain.invoices.iloc[1:], plain.lines)
+    with pytest.raises(ik.UsageError, match="local.*" + first["id"].iloc[0]):
+        ik.reconcile(ik.InvoiceSet.concat([rest, head]), rest)
+    with pytest.raises(ik.UsageError, match="central.*" + first["id"].iloc[0]):
+        ik.reconcile(rest, ik.InvoiceSet.concat([head, rest]))
+    # a base with an id twice
+    with pytest.raises(ik.UsageError, match="base"):
+        ik.reconcile(plain.with_base(twice), plain)
