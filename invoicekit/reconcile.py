@@ -292,6 +292,14 @@ STATUS_SCHEMA = pa.schema([
 ])
 
 
+def _rows_at(table: pa.Table, positions: np.ndarray) -> pa.Table:
+    """The rows of ``table`` at ``positions`` (distinct), in table order: a filter works
+    chunk by chunk where a take of a few rows would first concatenate whole columns."""
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[positions] = True
+    return table.filter(pa.array(mask))
+
+
 def _repeats(side: pa.Table, other: np.ndarray, mine: np.ndarray) -> bool:
     """Whether ``side`` holds an id on several rows, from the join's positions: such an id
     matched on the other side repeats the other side's row (``other``); unmatched, its rows
@@ -300,7 +308,7 @@ def _repeats(side: pa.Table, other: np.ndarray, mine: np.ndarray) -> bool:
     if hit.any() and np.bincount(other[hit]).max() > 1:
         return True
     lone = mine[(mine >= 0) & ~hit]
-    ids = side.column("id").take(pa.array(lone))
+    ids = _rows_at(side.select(["id"]), lone).column("id")
     return pc.count_distinct(ids, mode="all").as_py() != len(lone)
 
 
@@ -326,7 +334,7 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     c_of_l[lp[mine]], b_of_l[lp[mine]] = cp[mine], bp[mine]
     only = np.argsort(cp[~mine], kind="stable")
     c_only, b_only = cp[~mine][only], bp[~mine][only]
-    L = loc.select(_LOCAL_COLUMNS).combine_chunks()
+    L = loc.select(_LOCAL_COLUMNS)  # used in place (chunks and all)
     C, B = (t.select(_SIDE_COLUMNS).combine_chunks() for t in (cen, bas))
 
     def col(side: pa.Table | None, name: str, n: int) -> pa.Array | pa.ChunkedArray:
@@ -356,7 +364,7 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
         "has_base": pa.array(b_of_l >= 0),
     }
     k = len(c_only)
-    co, bo = C.take(pa.array(c_only)), _aligned(B, b_only)
+    co, bo = _rows_at(C, c_only), _aligned(B, b_only)  # c_only ascends: table order is its order
     central_rows = {
         "id": co.column("id"), "source": pa.nulls(k, pa.string()),
         "status": pa.array(np.full(k, "central_only", dtype=object), pa.string()),
@@ -391,11 +399,11 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
             busy = pc.invert(pc.is_in(status.column("status").slice(0, len(local)),
                                       value_set=pa.array(IN_SYNC + ("local_only",))))
             at = np.flatnonzero(busy.to_numpy(zero_copy_only=False))
-            todo = status.select(["id", "has_base"]).take(pa.array(at))
+            todo = _rows_at(status.select(["id", "has_base"]), at)
             con.register("todo", todo)
-            con.register("loc_t", loc.take(pa.array(at)))
-            con.register("cen_t", cen.take(pa.array(c_of_l[at][c_of_l[at] >= 0])))
-            con.register("bas_t", bas.take(pa.array(b_of_l[at][b_of_l[at] >= 0])))
+            con.register("loc_t", _rows_at(loc, at))
+            con.register("cen_t", _rows_at(cen, c_of_l[at][c_of_l[at] >= 0]))
+            con.register("bas_t", _rows_at(bas, b_of_l[at][b_of_l[at] >= 0]))
             for name, side in (("ll", local), ("cl", central), ("bl", base)):
                 con.register(name, side.lines_of(todo.column("id")))
             for out, inv, lines in (("lf", "loc_t", "ll"), ("cf", "cen_t", "cl"), ("bf", "bas_t", "bl")):
