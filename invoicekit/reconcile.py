@@ -80,7 +80,7 @@ def _on(side: str, col: str) -> str:
 # avoids a hash join that would carry every content column of one side in its table.
 _STATUS_SQL = f"""
 WITH j AS (
-  SELECT CASE WHEN l._present THEN l.id ELSE c.id END AS id, {_on('l', 'source')} AS source,
+  SELECT l.id AS id, {_on('l', 'source')} AS source,
     coalesce(l._present, false) AS in_local, coalesce(c._present, false) AS in_central,
     coalesce(b._present, false) AS has_base,
     {_on('l', 'version')} AS local_version, {_on('c', 'version')} AS central_version,
@@ -340,7 +340,8 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     def col(side: pa.Table | None, name: str, n: int) -> pa.Array | pa.ChunkedArray:
         return side.column(name) if side is not None else pa.nulls(n, STATUS_SCHEMA.field(f"local_{name}").type)
 
-    ac, ab = _aligned(C, c_of_l), _aligned(B, b_of_l)
+    content = [c for c in _SIDE_COLUMNS if c != "id"]  # the local id is the row's id
+    ac, ab = _aligned(C.select(content), c_of_l), _aligned(B.select(content), b_of_l)
     rels = {"ao": pa.table({"_ord": pa.array(np.arange(n_local, dtype=np.int64))}),
             "al": L.append_column("_present", pa.array(np.ones(n_local, dtype=bool))),
             "ac": ac if ac is not None else C.slice(0, 0).append_column("_present", pa.array([], pa.bool_())),
@@ -405,7 +406,9 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
             con.register("cen_t", _rows_at(cen, c_of_l[at][c_of_l[at] >= 0]))
             con.register("bas_t", _rows_at(bas, b_of_l[at][b_of_l[at] >= 0]))
             for name, side in (("ll", local), ("cl", central), ("bl", base)):
-                con.register(name, side.lines_of(todo.column("id")))
+                # a deferred set parses just these invoices' lines; parsed lines are filtered
+                # by the SQL below (a semi-join) without a copy here
+                con.register(name, side.lines_of(todo.column("id")) if side.lines_deferred else side.lines_table())
             for out, inv, lines in (("lf", "loc_t", "ll"), ("cf", "cen_t", "cl"), ("bf", "bas_t", "bl")):
                 con.execute(_LONG.format(out=out, inv=inv, lines=lines))
             diff = _duck.arrow(con, _FIELDS_SQL)
