@@ -62,21 +62,25 @@ def _checksum_table(table: pa.Table) -> pa.Array:
     flat = pl.concat_str([pl.col(c).fill_null("") for c in _TEXT])
     # JSON encoders agree on escaping printable ASCII and control characters; json.dumps
     # also escapes DEL and everything non-ASCII as \uXXXX, which those rows get below
-    fast = df.select(
-        pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
-                       _total_text(pl), pl.lit("}")]).alias("text"),
-        ((flat.str.len_bytes() != flat.str.len_chars()) | flat.str.contains("\x7f", literal=True)).alias("ascii_esc"),
-    )
-    text = fast.get_column("text")
-    slow = fast.get_column("ascii_esc")
+    text = pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
+                          _total_text(pl), pl.lit("}")])
+    slow_rows = (flat.str.len_bytes() != flat.str.len_chars()) | flat.str.contains("\x7f", literal=True)
+    # one lazy query per slice, run side by side by Polars' thread pool (a single query
+    # over one chunk would encode and hash on one core)
+    step = -(-df.height // max(1, min(pl.thread_pool_size(), df.height // 50_000 or 1)))
+    parts = [df.slice(i, step).lazy().with_columns(text.alias("text")).select(
+        plh.col("text").chash.sha2_256().alias("sha"), slow_rows.alias("slow")) for i in range(0, df.height, step)]
+    out = pl.concat(parts).collect()
+    sha, slow = out.get_column("sha"), out.get_column("slow")
     if slow.any():
         sub = table.filter(slow.to_arrow())
-        parts = [_escaped_ascii(sub.column(c)) for c in _TEXT]
+        escaped = [_escaped_ascii(sub.column(c)) for c in _TEXT]
         tot = pl.from_arrow(sub.select(["total"])).select(_total_text(pl)).to_series().to_arrow().cast(pa.string())
-        exact = pc.binary_join_element_wise('{"client_data":', parts[0], ',"invoice_number":', parts[1],
-                                            ',"line_items":', parts[2], ',"total_amount":', tot, "}", "")
-        text = text.scatter(slow.arg_true(), pl.from_arrow(exact))
-    return pl.DataFrame({"t": text}).select(plh.col("t").chash.sha2_256()).to_series().to_arrow()
+        exact = pc.binary_join_element_wise('{"client_data":', escaped[0], ',"invoice_number":', escaped[1],
+                                            ',"line_items":', escaped[2], ',"total_amount":', tot, "}", "")
+        fixed = pl.DataFrame({"t": pl.from_arrow(exact)}).select(plh.col("t").chash.sha2_256()).to_series()
+        sha = sha.scatter(slow.arg_true(), fixed)
+    return sha.to_arrow()
 
 
 def row_checksum(row: dict) -> str:

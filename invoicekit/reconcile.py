@@ -1,10 +1,12 @@
 """Reconcile an offline store against the central store: what is new, changed, deleted, in conflict.
 
 ``reconcile(local, central)`` joins the two :class:`~invoicekit.schema.InvoiceSet`\\ s on
-invoice id in one DuckDB pass and classifies each id. Content means the checksummed
-payload (invoice number, client JSON, line-item JSON, total) plus currency and whether
-the invoice is deleted; content is compared exactly, field by field, not through the
-stored checksums (a stale or tampered checksum cannot hide a difference).
+invoice id (DuckDB, ids and row positions only), lines the central and base rows up with
+the local ones by position, and classifies each id in one vectorised pass over the aligned
+columns. Content means the checksummed payload (invoice number, client JSON, line-item
+JSON, total) plus currency and whether the invoice is deleted; content is compared
+exactly, field by field, not through the stored checksums (a stale or tampered checksum
+cannot hide a difference).
 
 How an id present on both sides is classified, in this order:
 

@@ -39,6 +39,21 @@ def test_checksum_is_byte_identical_to_the_device_formula(rows):
     assert got == expected
 
 
+def test_large_sets_are_hashed_in_slices_with_exact_rows_anywhere():
+    """Above 100k rows the work is split into slices; rows needing json.dumps' escaping sit
+    at slice edges and inside slices, and every row still matches the devices' formula."""
+    n = 130_001
+    rows = [(f"INV-{i}", '{"name": "C%d"}' % i, '[{"q": "%d"}]' % (i % 7), Decimal(i % 1000) / 4) for i in range(n)]
+    odd = {0: "Müller €", 1: "tab\there", 65_000: "del\x7f", 65_001: "Ωmega", n - 1: "line\nbreak \"q\""}
+    for i, text in odd.items():
+        rows[i] = (rows[i][0], json.dumps({"name": text}, ensure_ascii=False), rows[i][2], None)
+    got = ik.checksum(frame(rows))
+    check = sorted(set(odd) | set(range(0, n, 9_973)) | {64_999, 65_002, 100_000})
+    expected = [device_checksum({"invoice_number": rows[i][0], "client_data": rows[i][1], "line_items": rows[i][2],
+                                 "total_amount": None if rows[i][3] is None else float(rows[i][3])}) for i in check]
+    assert got.iloc[check].tolist() == expected
+
+
 def test_checksum_of_a_store_matches_what_devices_stored(tmp_path):
     rows = [device_row(i, client_data=json.dumps({"name": "Müller\tGmbH \u2603"}, ensure_ascii=False))
             if i % 3 == 0 else device_row(i) for i in range(30)]
