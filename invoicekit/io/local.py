@@ -94,6 +94,11 @@ _QUEUED_DELETES = """
 """
 
 
+def _same(text: str, n: int) -> pa.Array:
+    """``text`` repeated ``n`` times, filled in C (a Python list of n strings costs ~0.3 s per 1M)."""
+    return pa.repeat(pa.scalar(text, pa.string()), n)
+
+
 def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
     """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
 
@@ -121,16 +126,16 @@ def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
     param = default_currency is not None
     params = [default_currency] if param else []
     raw = _sqlite.select_arrow(path, _select(have, param), "transactions", params)
-    raw = raw.append_column("source", pa.array([path] * raw.num_rows, pa.string()))
+    raw = raw.append_column("source", _same(path, raw.num_rows))
     if queued_deletes:
         ghost_from = _QUEUED_DELETES.format(currency="?" if param else "NULL")
         ghosts = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), ghost_from, params)
-        ghosts = ghosts.append_column("source", pa.array([f"{path}#sync_queue"] * ghosts.num_rows, pa.string()))
+        ghosts = ghosts.append_column("source", _same(f"{path}#sync_queue", ghosts.num_rows))
         raw = pa.concat_tables([raw, ghosts])
     result = normalize(raw, lines=lines)
     if has_base:
         base = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), "invoicekit_base")
-        base = base.append_column("source", pa.array([f"{path}#base"] * base.num_rows, pa.string()))
+        base = base.append_column("source", _same(f"{path}#base", base.num_rows))
         result = result.with_base(normalize(base, lines=lines))
     return result
 

@@ -123,7 +123,7 @@ def apply_sync(
         central_outcome.update(_push_central(store, plan, pushes, actor=actor, now=now, batch_rows=batch_rows,
                                              workers=workers, progress=progress))
 
-    go = ops["op_id"].map(lambda o: central_outcome[o] != "conflict")
+    go = ops["op_id"].map(central_outcome).ne("conflict")
     op_rows = list(zip(
         ops["op_id"], ops["kind"], ops["invoice_id"],
         *(ops[c].astype(object).where(ops[c].notna(), None) for c in (
