@@ -283,3 +283,34 @@ def test_central_lines_follow_each_push(central, tmp_path):
     if pg:
         with CentralStore(central).pg() as conn:
             assert conn.execute(xmin_sql, (ids[3],)).fetchall() == untouched_before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_batch_stops_the_batches_not_yet_started(scenario, central_pg_url, tmp_path, monkeypatch, workers):
+    from invoicekit.sync import _central
+
+    ik.init_db(central_pg_url)
+    path = setup_device(scenario, central_pg_url, tmp_path)
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(central_pg_url))))
+    pushes = int((plan.ops["kind"] == "push").sum())
+    assert pushes >= 6
+    real, calls = _central.apply_pg, []
+
+    def second_batch_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("batch 2 failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_central, "apply_pg", second_batch_fails)
+    with pytest.raises(RuntimeError, match="batch 2 failed"):
+        ik.apply_sync(plan, local=path, central=central_pg_url, batch_rows=1, workers=workers)
+    with CentralStore(central_pg_url).pg() as conn:
+        applied = conn.execute("SELECT count(*) FROM invoicekit_ledger").fetchone()[0]
+    # batch 1, and with two workers at most the batch that ran beside batch 2; never the rest
+    assert 1 <= applied <= workers
+    assert len(calls) <= workers + 1 < pushes
+    monkeypatch.setattr(_central, "apply_pg", real)
+    again = ik.apply_sync(plan, local=path, central=central_pg_url, batch_rows=1, workers=workers)
+    assert set(again.results.loc[again.results["kind"] == "push", "central"]) == {"applied", "already_applied"}
+    assert int((again.results["central"] == "already_applied").sum()) == applied

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -144,7 +145,18 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
     inv, lines = _push_rows(plan, pushes, text=store.dialect == "sqlite")
     starts = range(0, inv.num_rows, batch_rows)
 
-    def one(start: int) -> tuple[list, set, set]:
+    stop = threading.Event()  # set by a failed batch: batches not yet started do nothing
+
+    def one(start: int) -> tuple[list, set, set] | None:
+        if stop.is_set():
+            return None
+        try:
+            return apply_batch(start)
+        except BaseException:
+            stop.set()
+            raise
+
+    def apply_batch(start: int) -> tuple[list, set, set]:
         part = inv.slice(start, batch_rows)
         part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
         if store.dialect == "postgresql":
@@ -161,10 +173,21 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
     outcome: dict[str, str] = {}
     with ThreadPoolExecutor(n_workers) as pool, tqdm(
             total=inv.num_rows, desc="push", unit="invoice", disable=not show) as bar:
-        for op_ids, applied, already in pool.map(one, starts):
-            for op in op_ids:
-                outcome[op] = "applied" if op in applied else "already_applied" if op in already else "conflict"
-            bar.update(len(op_ids))
+        futures = [pool.submit(one, start) for start in starts]
+        try:
+            for future in futures:
+                op_ids, applied, already = future.result()  # not None: nothing failed before it
+                for op in op_ids:
+                    outcome[op] = ("applied" if op in applied else "already_applied" if op in already
+                                   else "conflict")
+                bar.update(len(op_ids))
+        except BaseException:
+            # a failed batch (or an interrupt) stops the batches not yet started; one under way
+            # finishes its transaction, and the ledger makes a rerun skip what it applied
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
     return outcome
 
 
