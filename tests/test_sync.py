@@ -314,3 +314,31 @@ def test_a_failed_batch_stops_the_batches_not_yet_started(scenario, central_pg_u
     again = ik.apply_sync(plan, local=path, central=central_pg_url, batch_rows=1, workers=workers)
     assert set(again.results.loc[again.results["kind"] == "push", "central"]) == {"applied", "already_applied"}
     assert int((again.results["central"] == "already_applied").sum()) == applied
+
+
+def test_central_lines_with_gapped_line_numbers_keep_exactly_the_payload(central_pg_url):
+    """A hand-built payload numbering its lines 1 and 3: central keeps exactly those."""
+    import pyarrow as pa
+
+    from invoicekit.io.central import _central_rows
+    from invoicekit.samples import make_invoices
+    from invoicekit.sync import _central
+
+    ik.init_db(central_pg_url)
+    store = CentralStore(central_pg_url)
+    s = make_invoices(1, seed=11)
+    inv, lines = _central_rows(s, text=False)
+    n = lines.num_rows
+    assert n >= 3, "the sample invoice needs three lines"
+    create = inv.append_column("op_id", pa.array(["op-create"])).append_column("expected", pa.array([None], pa.int32()))
+    assert _central.apply_pg(store, create, lines, actor="t", strategy="s")[0] == {"op-create"}
+    keep = pa.array([no != 2 for no in lines.column("line_no").to_pylist()])
+    edit = inv.set_column(inv.schema.get_field_index("version"), "version",
+                          pa.array([2], inv.schema.field("version").type))
+    edit = edit.set_column(edit.schema.get_field_index("line_items_text"), "line_items_text",
+                           pa.array(['[{"edited": true}]']))
+    edit = edit.append_column("op_id", pa.array(["op-edit"])).append_column("expected", pa.array([1], pa.int32()))
+    assert _central.apply_pg(store, edit, lines.filter(keep), actor="t", strategy="s")[0] == {"op-edit"}
+    with store.pg() as conn:
+        got = [r[0] for r in conn.execute("SELECT line_no FROM invoice_lines ORDER BY line_no")]
+    assert got == [no for no in lines.column("line_no").to_pylist() if no != 2]

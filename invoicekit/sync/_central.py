@@ -18,6 +18,7 @@ BENCHMARKS.md for the measured difference.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..io import _sqlite
 from ..io.central import _INV_COLS, _LINE_COLS, CentralStore, _csv
@@ -84,6 +85,11 @@ _PG_LINES = [
     """DELETE FROM invoice_lines l USING ik_applied a JOIN ik_push p ON p.id = a.id
         WHERE a.lines_changed AND l.invoice_id = a.id AND l.line_no > coalesce(p.n_lines, 0)""",
 ]
+# the same deletion for payloads whose line numbers are not 1..n (not what the toolkit
+# produces, but a hand-built set may): every line the payload lacks goes
+_PG_DROP_MISSING_LINES = """DELETE FROM invoice_lines l USING ik_applied a
+    WHERE a.lines_changed AND l.invoice_id = a.id AND NOT EXISTS (
+      SELECT 1 FROM ik_push_lines s WHERE s.invoice_id = l.invoice_id AND s.line_no = l.line_no)"""
 
 
 def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str) -> tuple[set, set]:
@@ -97,9 +103,13 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
     (schema version 4 keeps free space in the central tables' pages).
     """
     cols = _INV_COLS + ["op_id", "expected", "n_lines"]
-    # line numbers run 1..n per invoice (explode_lines numbers them so)
-    counts = lines.group_by("invoice_id").aggregate([("line_no", "max")])
-    inv = inv.join(counts, "id", "invoice_id").rename_columns(
+    # line numbers run 1..n per invoice (explode_lines and resolve number them so), which
+    # lets surplus central lines go by number; checked, else the slower set difference
+    counts = lines.group_by("invoice_id").aggregate([("line_no", "max"), ("line_no", "count"), ("line_no", "min")])
+    numbered = counts.num_rows == 0 or (
+        pc.all(pc.equal(counts.column("line_no_max"), counts.column("line_no_count"))).as_py()
+        and pc.min(counts.column("line_no_min")).as_py() == 1)
+    inv = inv.join(counts.select(["invoice_id", "line_no_max"]), "id", "invoice_id").rename_columns(
         [*inv.column_names, "n_lines"]).sort_by("id")
     lines = lines.sort_by([("invoice_id", "ascending"), ("line_no", "ascending")])
     with store.pg() as conn, conn.cursor() as cur:
@@ -126,7 +136,7 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
         params = {"actor": actor, "strategy": strategy}
         cur.execute(_PG_UPDATE, params)
         cur.execute(_PG_INSERT, params)
-        for sql in _PG_LINES:
+        for sql in _PG_LINES if numbered else [_PG_LINES[0], _PG_DROP_MISSING_LINES]:
             cur.execute(sql)
         cur.execute("SELECT op_id FROM ik_applied")
         applied = {r[0] for r in cur.fetchall()}
