@@ -82,13 +82,10 @@ def _on(side: str, col: str) -> str:
 # avoids a hash join that would carry every content column of one side in its table.
 _STATUS_SQL = f"""
 WITH j AS (
-  SELECT l.id AS id, {_on('l', 'source')} AS source,
-    coalesce(l._present, false) AS in_local, coalesce(c._present, false) AS in_central,
+  SELECT coalesce(l._present, false) AS in_local, coalesce(c._present, false) AS in_central,
     coalesce(b._present, false) AS has_base,
     {_on('l', 'version')} AS local_version, {_on('c', 'version')} AS central_version,
     {_on('b', 'version')} AS base_version,
-    {_on('l', 'checksum')} AS local_checksum, {_on('c', 'checksum')} AS central_checksum,
-    {_on('b', 'checksum')} AS base_checksum,
     {_on('l', 'sync_status')} AS local_sync_status,
     {_on('l', 'modified_at')} AS local_modified_at, {_on('c', 'modified_at')} AS central_modified_at,
     {_on('l', 'deleted_at')} AS local_deleted_at, {_on('c', 'deleted_at')} AS central_deleted_at,
@@ -101,7 +98,7 @@ WITH j AS (
 ), k AS (
   SELECT *, coalesce(local_sync_status, '') <> 'synced' AS dirty FROM j
 )
-SELECT id, source,
+SELECT
   CASE
     WHEN NOT in_central THEN CASE WHEN local_deleted_at IS NOT NULL THEN 'deleted_local' ELSE 'local_only' END
     WHEN NOT in_local THEN 'central_only'
@@ -314,6 +311,14 @@ def _repeats(side: pa.Table, other: np.ndarray, mine: np.ndarray) -> bool:
     return pc.count_distinct(ids, mode="all").as_py() != len(lone)
 
 
+#: each side's own columns in the status (``local_version``, ``central_checksum``, ...)
+_SIDE_OWN = ("version", "checksum", "modified_at", "deleted_at")
+
+
+def _nulls(side: str, name: str, n: int) -> pa.Array:
+    return pa.nulls(n, STATUS_SCHEMA.field(f"{side}_{name}").type)
+
+
 def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """The status rows: the local ids in the local order, then the central-only ids in the
     central order (both by construction, no sort of the result); and, per local row, the
@@ -339,9 +344,6 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     L = loc.select(_LOCAL_COLUMNS)  # used in place (chunks and all)
     C, B = (t.select(_SIDE_COLUMNS).combine_chunks() for t in (cen, bas))
 
-    def col(side: pa.Table | None, name: str, n: int) -> pa.Array | pa.ChunkedArray:
-        return side.column(name) if side is not None else pa.nulls(n, STATUS_SCHEMA.field(f"local_{name}").type)
-
     content = [c for c in _SIDE_COLUMNS if c != "id"]  # the local id is the row's id
     ac, ab = _aligned(C.select(content), c_of_l), _aligned(B.select(content), b_of_l)
     rels = {"ao": pa.table({"_ord": pa.array(np.arange(n_local, dtype=np.int64))}),
@@ -361,9 +363,9 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     local_rows = {
         "id": L.column("id"), "source": L.column("source"), "status": decided.column("status"),
         "reason": decided.column("reason"),
-        **{f"{side}_{name}": rel for name in ("version", "checksum", "modified_at", "deleted_at")
-           for side, rel in (("local", L.column(name)), ("central", col(ac, name, n_local)),
-                             ("base", col(ab, name, n_local)))},
+        **{f"{side}_{name}": source.column(name) if source is not None else _nulls(side, name, n_local)
+           for side, source in (("local", L), ("central", ac), ("base", ab))
+           for name in _SIDE_OWN if f"{side}_{name}" in STATUS_SCHEMA.names},
         "has_base": pa.array(b_of_l >= 0),
     }
     k = len(c_only)
@@ -372,9 +374,9 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
         "id": co.column("id"), "source": pa.nulls(k, pa.string()),
         "status": pa.array(np.full(k, "central_only", dtype=object), pa.string()),
         "reason": pa.array(np.full(k, "only in the central store", dtype=object), pa.string()),
-        **{f"{side}_{name}": rel for name in ("version", "checksum", "modified_at", "deleted_at")
-           for side, rel in (("local", pa.nulls(k, STATUS_SCHEMA.field(f"local_{name}").type)),
-                             ("central", co.column(name)), ("base", col(bo, name, k)))},
+        **{f"{side}_{name}": source.column(name) if source is not None else _nulls(side, name, k)
+           for side, source in (("local", None), ("central", co), ("base", bo))
+           for name in _SIDE_OWN if f"{side}_{name}" in STATUS_SCHEMA.names},
         "has_base": pa.array(b_only >= 0),
     }
     parts = [pa.table({n: rows[n] for n in STATUS_SCHEMA.names}).cast(STATUS_SCHEMA)

@@ -27,27 +27,32 @@ _COLS = ", ".join(_INV_COLS)
 _LCOLS = ", ".join(_LINE_COLS)
 _UPD_SET = ", ".join(f"{c} = p.{c}" for c in _INV_COLS if c != "id")
 
+# What every applied operation leaves, from a CTE ``done`` (id, op_id, version, checksum,
+# before_version, before_checksum, kind, lines_changed): its ledger row, its audit row, and
+# its id in ``ik_applied`` for the line items step.
+_RECORD = """, led AS (
+  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
+  SELECT op_id, id, version, checksum FROM done
+), aud AS (
+  INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
+                                before_checksum, after_checksum)
+  SELECT %(actor)s, op_id, id, kind, %(strategy)s, before_version, version, before_checksum, checksum FROM done
+)
+INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, lines_changed FROM done
+"""
+
 # Updates: one index probe per staged row (the planner is steered to nested loops, see
 # apply_pg); ``o`` is the row as it was before this statement (same snapshot), which the
 # audit trail records. A row whose version moved is not matched: it comes back as a conflict.
 _PG_UPDATE = f"""
-WITH up AS (
+WITH done AS (
   UPDATE invoices i SET {_UPD_SET}
   FROM ik_push p JOIN invoices o ON o.id = p.id
   WHERE i.id = p.id AND i.version = p.expected
   RETURNING i.id, p.op_id, i.version, i.checksum, o.version AS before_version, o.checksum AS before_checksum,
-            o.line_items_text IS DISTINCT FROM i.line_items_text AS lines_changed,
-            CASE WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END AS kind
-), led AS (
-  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
-  SELECT op_id, id, version, checksum FROM up
-), aud AS (
-  INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
-                                before_checksum, after_checksum)
-  SELECT %(actor)s, op_id, id, kind, %(strategy)s, before_version, version, before_checksum, checksum FROM up
-)
-INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, lines_changed FROM up
-"""
+            CASE WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END AS kind,
+            o.line_items_text IS DISTINCT FROM i.line_items_text AS lines_changed
+)""" + _RECORD
 
 # Creates: rows the central store does not have yet (an id it has already is a conflict).
 _PG_INSERT = f"""
@@ -57,17 +62,10 @@ WITH ins AS (
   ON CONFLICT (id) DO NOTHING
   RETURNING id, version, checksum
 ), done AS (
-  SELECT ins.*, p.op_id FROM ins JOIN ik_push p USING (id)
-), led AS (
-  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
-  SELECT op_id, id, version, checksum FROM done
-), aud AS (
-  INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
-                                before_checksum, after_checksum)
-  SELECT %(actor)s, op_id, id, 'insert', %(strategy)s, NULL, version, NULL, checksum FROM done
-)
-INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, true FROM done
-"""
+  SELECT ins.id, p.op_id, ins.version, ins.checksum, NULL::integer AS before_version, NULL::text AS before_checksum,
+         'insert' AS kind, true AS lines_changed
+  FROM ins JOIN ik_push p USING (id)
+)""" + _RECORD
 
 # Line items of applied invoices whose line_items text changed (the toolkit writes the text
 # and the lines together): one MERGE updates the lines that differ in place and inserts new
