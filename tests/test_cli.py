@@ -46,7 +46,7 @@ def test_db_init_sqlite_twice(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
     assert main(["db", "init", url]) == 0
     assert main(["db", "init", url]) == 0
-    assert "schema version 4" in capsys.readouterr().out
+    assert "schema version 5" in capsys.readouterr().out
 
 
 def test_db_init_postgres(central_pg_url):

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,7 +31,7 @@ def central(request, tmp_path):
 
 
 def test_init_is_idempotent_and_creates_indexes(central_pg_url):
-    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 4
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 5
     assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     store = ik.io.central.CentralStore(central_pg_url)
     with store.pg() as conn:
@@ -191,3 +192,100 @@ def test_client_data_that_is_not_an_object_is_a_load_problem(central_pg_url):
     assert list(zip(back.problems["id"], back.problems["rule"], back.problems["field"])) == [
         (inv.loc[1, "id"], "unparseable_json", "client_data")]
     assert back.invoices.set_index("id").loc[inv.loc[1, "id"], "client_name"] is pd.NA
+
+
+def _execute(central: str, sql: str, params: tuple = ()) -> None:
+    store = ik.io.central.CentralStore(central)
+    if store.dialect == "postgresql":
+        with store.pg() as conn:
+            conn.execute(sql, params)
+    else:
+        with ik.io._sqlite.write_transaction(store.path) as conn:
+            conn.execute(sql.replace("%s", "?"), params)
+
+
+def _count(central: str, sql: str) -> int:
+    store = ik.io.central.CentralStore(central)
+    if store.dialect == "postgresql":
+        with store.pg() as conn:
+            return conn.execute(sql).fetchone()[0]
+    import sqlite3
+    with contextlib.closing(sqlite3.connect(store.path)) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _db_error(central: str):
+    if central.startswith("postgresql"):
+        import psycopg
+        return psycopg.Error
+    import sqlite3
+    return sqlite3.DatabaseError
+
+
+def test_invoices_are_never_deleted_nor_rekeyed_and_lines_keep_their_invoice(central):
+    s = make_invoices(6, seed=12)
+    ik.init_db(central)
+    ik.write_central(s, central)
+    first, second = sorted(s.invoices["id"])[:2]
+    refused = [
+        ("DELETE FROM invoices WHERE id = %s", (first,), "never deleted"),
+        ("UPDATE invoices SET id = %s WHERE id = %s", (first + "-x", first), "never changes"),
+        ("INSERT INTO invoice_lines (invoice_id, line_no, description, quantity, unit_price, line_total) "
+         "VALUES (%s, 1, 'x', 1, 1, 1)", ("no-such-invoice",), "no-such-invoice"),
+    ]
+    if central.startswith("postgresql"):
+        refused += [
+            ("UPDATE invoice_lines SET invoice_id = %s WHERE invoice_id = %s", (second, first), "another invoice"),
+            ("TRUNCATE invoices, invoice_lines", (), "never deleted"),
+        ]
+    for sql, params, message in refused:
+        with pytest.raises(_db_error(central)) as err:
+            _execute(central, sql, params)
+        if central.startswith("postgresql"):  # SQLite's foreign key error names no row
+            assert message in str(err.value), sql
+    same(s, ik.read_central(central))  # each refused statement left everything as it was
+    assert _count(central, "SELECT count(*) FROM invoice_lines") == len(s.lines)
+    # a line for an invoice that exists is fine
+    _execute(central, "INSERT INTO invoice_lines (invoice_id, line_no, description, quantity, unit_price, "
+                      "line_total) VALUES (%s, 99, 'extra', 1, 2, 2)", (first,))
+    assert _count(central, "SELECT count(*) FROM invoice_lines WHERE line_no = 99") == 1
+
+
+def test_line_check_names_the_missing_invoice_in_a_bulk_insert(central_pg_url):
+    ik.init_db(central_pg_url)
+    s = make_invoices(50, seed=13)
+    ik.write_central(s, central_pg_url)
+    import psycopg
+    store = ik.io.central.CentralStore(central_pg_url)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="'ghost-7'"), store.pg() as conn:
+        conn.execute("INSERT INTO invoice_lines SELECT invoice_id, line_no + 100, description, quantity, "
+                     "unit_price, line_total FROM invoice_lines UNION ALL "
+                     "SELECT 'ghost-7', 1, 'x', 1, 1, 1")
+    assert _count(central_pg_url, "SELECT count(*) FROM invoice_lines") == len(s.lines)  # all rolled back
+
+
+def test_upgrade_from_version_4_replaces_the_foreign_key(central_pg_url):
+    ik.init_db(central_pg_url)
+    s = make_invoices(20, seed=14)
+    ik.write_central(s, central_pg_url)
+    store = ik.io.central.CentralStore(central_pg_url)
+    with store.pg() as conn:  # back to a version-4 store: its foreign key, none of version 5's triggers
+        for name, table in (("invoicekit_lines_have_invoice", "invoice_lines"),
+                            ("invoicekit_lines_keep_invoice", "invoice_lines"),
+                            ("invoicekit_invoices_no_delete", "invoices"),
+                            ("invoicekit_invoices_no_truncate", "invoices"),
+                            ("invoicekit_invoices_keep_id", "invoices")):
+            conn.execute(f"DROP TRIGGER {name} ON {table}")
+        conn.execute("ALTER TABLE invoice_lines ADD FOREIGN KEY (invoice_id) REFERENCES invoices(id) "
+                     "ON DELETE CASCADE")
+        conn.execute("DELETE FROM invoicekit_schema WHERE version = 5")
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION
+    with store.pg() as conn:
+        fks = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'invoice_lines'::regclass "
+                           "AND contype = 'f'").fetchone()[0]
+        triggers = {r[0] for r in conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('invoices'::regclass, 'invoice_lines'::regclass) "
+            "AND NOT tgisinternal")}
+    assert fks == 0
+    assert {"invoicekit_lines_have_invoice", "invoicekit_invoices_no_delete"} <= triggers
+    same(s, ik.read_central(central_pg_url))
