@@ -1,11 +1,11 @@
 """``invoicekit demo``: the main job end to end on the sample data and embedded defaults.
 
 Steps: load the device stores, validate them, verify checksums, build the central store
-(embedded SQLite unless a URL is given), then reconcile each device against it, resolve
-three-way (plus an analyst's decisions), plan, sync (twice: the replay changes nothing)
-and reconcile again; finally a device works offline (``LocalStore``) and its queue is drained
-by the ``SyncEngine``, a redelivered operation changing nothing. Everything it writes goes
-under ``out``; it prints what it did.
+(embedded SQLite unless a URL is given; it refuses hard deletes: tombstones only), then
+reconcile each device against it, resolve three-way (plus an analyst's decisions), plan,
+sync (twice: the replay changes nothing) and reconcile again; finally a device works
+offline (``LocalStore``) and its queue is drained by the ``SyncEngine``, a redelivered
+operation changing nothing. Everything it writes goes under ``out``; it prints what it did.
 """
 
 from __future__ import annotations
@@ -95,7 +95,10 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     summary = back.summary()
     summary.to_csv(out / "central_summary.csv", index=False)
     _say(_table(summary.assign(first=summary["first"].dt.date, last=summary["last"].dt.date)))
-    result["central"] = {"invoices": len(back), "lines": len(back.lines), "deleted": summary.attrs["deleted"]}
+    refusal = _hard_delete_refusal(url, str(back.invoices["id"].iloc[0]))
+    _say(f"   tombstones only: the store refuses a hard DELETE of an invoice ({refusal})")
+    result["central"] = {"invoices": len(back), "lines": len(back.lines), "deleted": summary.attrs["deleted"],
+                         "hard_delete_refused": refusal is not None}
 
     _say("\n5. Reconcile each device against the central store, resolve, plan and sync")
     truth = pd.read_csv(samples / "situations.csv")
@@ -146,6 +149,34 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
                                                        and not p.name.endswith(("-wal", "-shm")))))
     return result
+
+
+def _hard_delete_refusal(url: str, invoice_id: str) -> str | None:
+    """Try ``DELETE FROM invoices`` for one id in a transaction that is rolled back either way;
+    the store's refusal message, or None if it let the row go."""
+    import sqlite3
+
+    from .io.central import CentralStore
+
+    store = CentralStore(url)
+    try:
+        if store.dialect == "postgresql":
+            with store.pg() as conn:
+                try:
+                    conn.execute("DELETE FROM invoices WHERE id = %s", (invoice_id,))
+                finally:
+                    conn.rollback()
+        else:
+            conn = sqlite3.connect(store.path, isolation_level=None)
+            try:
+                conn.execute("BEGIN")
+                conn.execute("DELETE FROM invoices WHERE id = ?", (invoice_id,))
+            finally:
+                conn.execute("ROLLBACK")
+                conn.close()
+    except Exception as exc:  # the refusal is what the demo shows
+        return str(exc).splitlines()[0]
+    return None
 
 
 def _device_side(path: Path, url: str, result: dict) -> None:

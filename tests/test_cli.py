@@ -71,6 +71,7 @@ def test_demo_end_to_end(tmp_path, central, request):
     assert result["devices"]["device_b"]["problems"] == 2
     assert len(result["devices"]["device_b"]["tampered"]) == 2
     assert result["central"]["invoices"] == sum(1 for _ in open(SAMPLES / "central.jsonl"))
+    assert result["central"]["hard_delete_refused"] and "never deleted" in r.stdout
     assert (tmp_path / "out" / "validation_device_b.html").exists()
     assert "checksums all verify" in r.stdout
     assert result["sync"]["device_a"]["after"] == {"same": 166, "central_only": 268}
