@@ -114,7 +114,7 @@ def peak_rss_mib() -> float:
 @dataclass
 class Measure:
     name: str
-    kind: str  # subject / baseline / ceiling / reference / info
+    kind: str  # subject / baseline / ceiling / floor / reference / info
     rows: int
     times: list[float]
     cpu_times: list[float] = field(default_factory=list)
@@ -482,6 +482,36 @@ def adbc_pg_fetch(url: str, sql: str):
             cur.close()
 
 
+def server_copy_floor(url: str, sql: str, *, rows: int, repeat: int) -> Measure | str:
+    """``COPY (sql) TO '/dev/null' (FORMAT binary)``: the server's own work for a read.
+
+    Needs a role allowed to write server files (superuser or ``pg_write_server_files``);
+    returns a note saying so otherwise.
+    """
+    import psycopg
+
+    try:
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            allowed = conn.execute(
+                "SELECT rolsuper OR pg_has_role(current_user, 'pg_write_server_files', 'USAGE') "
+                "FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    except psycopg.Error as exc:
+        return f"server floor not measured: {exc}"
+    if not allowed:
+        return "server floor not measured: the role may not COPY to a server file (needs pg_write_server_files)"
+
+    def server_only():
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            return conn.execute(f"COPY ({sql}) TO '/dev/null' (FORMAT binary)").rowcount
+
+    def check(n) -> None:
+        assert n == rows, f"COPY produced {n:,} rows, expected {rows:,}"
+
+    return measure("server alone: COPY (same SELECT) TO '/dev/null' (FORMAT binary)", server_only,
+                   rows=rows, kind="floor", repeat=repeat, check=check,
+                   note="PostgreSQL produces and discards the rows: no wire, no client")
+
+
 def bench_load_central(data: Data, repeat: int) -> Result:
     import pandas as pd
     import sqlalchemy
@@ -536,6 +566,20 @@ def bench_load_central(data: Data, repeat: int) -> Result:
         res.measures.append(measure(f"connectorx {cx.__version__} read_sql arrow (same SELECT)",
                                     lambda: cx.read_sql(libpq, _central_select(), return_type="arrow"),
                                     rows=n, kind="ceiling", repeat=repeat, check=check_raw))
+
+    # the server's share on its own: the same SELECT produced in binary COPY format and
+    # thrown away by the server (no wire, no client): a floor no client can go below
+    floor = server_copy_floor(url, _central_select(), rows=n, repeat=repeat)
+    if isinstance(floor, str):
+        res.notes.append(floor)
+    else:
+        res.measures.append(floor)
+        res.notes.append(
+            f"server floor: PostgreSQL alone needs {floor.best:.3f} s to produce these rows "
+            f"({floor.rows_per_s:,.0f} rows/s on one backend) before any byte reaches a client; "
+            f"the client's decoding needs the same {machine().get('nproc', '?')} cores")
+        res.target("(info) server alone, same SELECT to /dev/null", f"{floor.rows_per_s:,.0f} rows/s",
+                   floor.rows_per_s >= 1_000_000)
 
     full = res.get("read_central(url)")
     fetch = res.get("ADBC fetch_arrow_table (same SELECT)")

@@ -128,6 +128,35 @@ FROM inv WHERE deleted_bad
 """
 
 
+TIMESTAMP_COLUMNS = ("created_at", "modified_at", "deleted_at")
+
+_NAIVE, _UTC = pa.timestamp("us"), pa.timestamp("us", "UTC")
+
+
+def _fast_timestamps(raw: pa.Table) -> pa.Table:
+    """Timestamp text parsed by Arrow's ISO 8601 cast where a whole column takes it.
+
+    Arrow parses the devices' ``isoformat()`` text about 7x faster than DuckDB's cast. It is
+    stricter: a column it rejects anywhere (a leading space, ``24:00:00``, more than six
+    fractional digits, naive and zoned values mixed, or text that is no timestamp at all)
+    is left as text for DuckDB's ``TRY_CAST``, which also reports what does not parse.
+    Where Arrow accepts a value, both read it alike: naive text is UTC, an offset is
+    applied (checked by a test against DuckDB).
+    """
+    for name in TIMESTAMP_COLUMNS:
+        col = raw.column(name)
+        if not pa.types.is_string(col.type) or col.null_count == len(col):
+            continue
+        for target in (_NAIVE, _UTC):
+            try:
+                parsed = col.cast(target).cast(_UTC)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            raw = raw.set_column(raw.schema.get_field_index(name), name, parsed)
+            break
+    return raw
+
+
 ITEM_COLUMNS = ["id", "line_items", "source", "source_row"]
 _PASSTHROUGH = ["id", "invoice_number", "client_data", "line_items", "currency", "sync_status", "checksum", "source"]
 
@@ -159,7 +188,7 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
     Line items are deferred: the set parses them on first use (see :class:`InvoiceSet`).
     ``lines=False`` leaves the lines frame empty (the ``line_items`` text is kept).
     """
-    raw = raw.select(RAW_COLUMNS)
+    raw = _fast_timestamps(raw.select(RAW_COLUMNS))
     con = _duck.connect(raw=raw)
     try:
         # DuckDB computes only what needs parsing; the text columns pass through from the

@@ -199,3 +199,44 @@ def test_deferred_sets_pickle_copy_and_report_bad_line_items_without_lines(tmp_p
     bare = ik.read_local(path, lines=False)
     assert len(bare.lines) == 0
     assert list(zip(bare.problems["id"], bare.problems["field"])) == [(rows[2]["id"], "line_items")]
+
+
+TIMESTAMP_TEXTS = [
+    "2026-01-01T00:00:09.091385", "2026-01-01T00:00:09", "2026-01-01 00:00:09.5", "2026-01-01",
+    "2026-01-01T00:00:09Z", "2026-01-01T00:00:09+02:00", "2026-01-01T00:00:09.091385+00:00",
+    "2026-01-01T24:00:00", " 2026-01-01T00:00:09", "2026-01-01T00:00:09.1234567", "2026-02-30T00:00:00",
+    "yesterday",
+]
+
+
+@pytest.mark.parametrize("column", ["created_at", "modified_at"])
+def test_timestamp_fast_path_reads_what_duckdb_reads(tmp_path, column):
+    """Columns Arrow's ISO cast takes whole (naive only, zoned only) and columns it rejects
+    (mixed, or any value it is stricter about) load to the same instants DuckDB's cast gives,
+    and what parses nowhere is reported."""
+    import pyarrow as pa
+
+    from invoicekit import _duck
+    from invoicekit._normalize import _fast_timestamps
+
+    con = _duck.connect(t=pa.table({"t": pa.array(TIMESTAMP_TEXTS, pa.string())}))
+    expect = dict(zip(TIMESTAMP_TEXTS, (r[0] for r in con.execute(
+        "SELECT TRY_CAST(t AS TIMESTAMPTZ) FROM t").fetchall())))
+    con.close()
+    naive = TIMESTAMP_TEXTS[:4]
+    zoned = TIMESTAMP_TEXTS[4:7]
+    for n, texts in enumerate([naive, zoned, TIMESTAMP_TEXTS]):
+        raw = pa.table({c: pa.array(texts if c == column else [None] * len(texts), pa.string())
+                        for c in ("created_at", "modified_at", "deleted_at")})
+        fast = _fast_timestamps(raw).column(column)
+        assert pa.types.is_timestamp(fast.type) == (n < 2)  # whole naive / zoned columns take the fast path
+        rows = [device_row(i, **{column: t}) for i, t in enumerate(texts)]
+        path = tmp_path / f"ts{n}.sqlite"
+        write_device_store(path, rows, settings={"default_currency": json.dumps("EUR")})
+        s = ik.read_local(path)
+        got = s.invoices[column].tolist()
+        for text, value in zip(texts, got):
+            want = expect[text]
+            assert (pd.isna(value) and want is None) or value == pd.Timestamp(want), (text, value, want)
+        bad = set(s.problems.loc[s.problems["field"] == column, "value"])
+        assert bad == {t for t in texts if expect[t] is None}
