@@ -36,9 +36,18 @@ _COLS = ["invoice_number", "client_data", "line_items", "total"]
 _TEXT = ("client_data", "invoice_number", "line_items")  # the devices' keys, sorted
 
 
-def _total_text(pl):
-    """``repr(float(total))`` of a 2-decimal value: its decimal text without trailing zeros."""
-    tot = pl.col("total").cast(pl.Utf8).str.replace(r"0+$", "").str.replace(r"\.$", ".0")
+def _total_text(pl, *, two_decimals: bool = False):
+    """``repr(float(total))`` of a 2-decimal value: its decimal text without trailing zeros.
+
+    ``two_decimals``: the column is a decimal of scale 2, whose text always ends in two
+    digits, so dropping one final ``0`` is enough (``12.50`` -> ``12.5``, ``3.00`` -> ``3.0``)
+    and no regular expression is needed.
+    """
+    text = pl.col("total").cast(pl.Utf8)
+    if two_decimals:
+        tot = pl.when(text.str.ends_with("0")).then(text.str.head(-1)).otherwise(text)
+    else:
+        tot = text.str.replace(r"0+$", "").str.replace(r"\.$", ".0")
     return pl.when(pl.col("total").is_null()).then(pl.lit("null")).otherwise(tot)
 
 
@@ -59,12 +68,20 @@ def _checksum_table(table: pa.Table) -> pa.Array:
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.height == 0:
         return pa.array([], pa.string())
-    flat = pl.concat_str([pl.col(c).fill_null("") for c in _TEXT])
+    total = table.schema.field("total").type
+    if pa.types.is_integer(total) or (pa.types.is_decimal(total) and total.scale == 0):
+        # whole numbers: their float repr ends in ".0", which a text rule needs a decimal point for
+        table = table.set_column(table.schema.get_field_index("total"), "total",
+                                 table.column("total").cast(pa.decimal128(38, 1)))
+        df = pl.from_arrow(table)
+    two = pa.types.is_decimal(total) and total.scale == 2
     # JSON encoders agree on escaping printable ASCII and control characters; json.dumps
     # also escapes DEL and everything non-ASCII as \uXXXX, which those rows get below
+    # (found on the encoded text itself: its keys and total are ASCII)
     text = pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
-                          _total_text(pl), pl.lit("}")])
-    slow_rows = (flat.str.len_bytes() != flat.str.len_chars()) | flat.str.contains("\x7f", literal=True)
+                          _total_text(pl, two_decimals=two), pl.lit("}")])
+    encoded = pl.col("text")
+    slow_rows = (encoded.str.len_bytes() != encoded.str.len_chars()) | encoded.str.contains("\x7f", literal=True)
     # one lazy query per slice, run side by side by Polars' thread pool (a single query
     # over one chunk would encode and hash on one core)
     step = -(-df.height // max(1, min(pl.thread_pool_size(), df.height // 50_000 or 1)))

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,5 +90,19 @@ def test_float_repr_cases():
     cases = [Decimal("0.00"), Decimal("1.00"), Decimal("1.10"), Decimal("-5.05"), Decimal("12345678.90"),
              Decimal("0.01"), Decimal("-0.10")]
     got = ik.checksum(frame([("n", "c", "l", d) for d in cases])).tolist()
+    assert got == [device_checksum({"invoice_number": "n", "client_data": "c", "line_items": "l",
+                                    "total_amount": float(d)}) for d in cases]
+
+
+@pytest.mark.parametrize("scale", [0, 1, 3])
+def test_totals_of_other_scales_take_the_general_text_rule(scale):
+    """A frame whose total is not the canonical 2-decimal type still hashes as the devices do."""
+    cases = [Decimal("10"), Decimal("3"), Decimal("0.5"), Decimal("-2.5"), Decimal("1.125"), Decimal("100.100")]
+    cases = [d for d in cases if -d.as_tuple().exponent <= scale]
+    typ = pa.decimal128(12, scale)
+    df = pd.DataFrame({"invoice_number": ["n"] * len(cases), "client_data": ["c"] * len(cases),
+                       "line_items": ["l"] * len(cases)})
+    df["total"] = pd.Series(pa.array(cases, typ), dtype=pd.ArrowDtype(typ))
+    got = ik.checksum(df).tolist()
     assert got == [device_checksum({"invoice_number": "n", "client_data": "c", "line_items": "l",
                                     "total_amount": float(d)}) for d in cases]
