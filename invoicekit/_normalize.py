@@ -16,6 +16,7 @@ What cannot be parsed is not dropped: the canonical field becomes null and a row
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _duck
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, merge_problems, to_frame
@@ -157,6 +158,9 @@ def _fast_timestamps(raw: pa.Table) -> pa.Table:
     return raw
 
 
+#: the parse-failure flags of ``_INVOICES_SQL``, one per problem kind of ``_PROBLEMS_SQL``
+_FLAGS = ("client_bad", "total_bad", "created_bad", "modified_bad", "deleted_bad")
+
 ITEM_COLUMNS = ["id", "line_items", "source", "source_row"]
 _PASSTHROUGH = ["id", "invoice_number", "client_data", "line_items", "currency", "sync_status", "checksum", "source"]
 
@@ -200,8 +204,11 @@ def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:
         for name in _PASSTHROUGH:
             columns[name] = raw.column(name).cast(pa.string())
         table = pa.table(columns)
-        con.register("inv", table)  # the problems are a cheap filter over the flags
-        problems = _duck.arrow(con, _PROBLEMS_SQL + " ORDER BY source, source_row, field")
+        if any(pc.any(parsed.column(flag)).as_py() for flag in _FLAGS):
+            con.register("inv", table)  # the problems are a filter over the flags
+            problems = _duck.arrow(con, _PROBLEMS_SQL + " ORDER BY source, source_row, field")
+        else:  # a clean store (the usual case) skips the five filters
+            problems = PROBLEM_SCHEMA.empty_table()
     finally:
         con.close()
     invoices = table.select(INVOICE_SCHEMA.names).cast(INVOICE_SCHEMA)
