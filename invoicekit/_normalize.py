@@ -140,7 +140,9 @@ def _fast_timestamps(raw: pa.Table) -> pa.Table:
     Arrow parses the devices' ``isoformat()`` text about 7x faster than DuckDB's cast. It is
     stricter: a column it rejects anywhere (a leading space, ``24:00:00``, more than six
     fractional digits, naive and zoned values mixed, or text that is no timestamp at all)
-    is left as text for DuckDB's ``TRY_CAST``, which also reports what does not parse.
+    is left as text for DuckDB's ``TRY_CAST``, which also reports what does not parse. The
+    one form Arrow takes and DuckDB does not, an hour without minutes, is screened out first
+    (see :func:`_iso_cast`).
     Where Arrow accepts a value, both read it alike: naive text is UTC, an offset is
     applied (checked by a test against DuckDB).
     """
@@ -148,14 +150,34 @@ def _fast_timestamps(raw: pa.Table) -> pa.Table:
         col = raw.column(name)
         if not pa.types.is_string(col.type) or col.null_count == len(col):
             continue
-        for target in (_NAIVE, _UTC):
-            try:
-                parsed = col.cast(target).cast(_UTC)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
+        parsed = _iso_cast(col)
+        if parsed is not None:
             raw = raw.set_column(raw.schema.get_field_index(name), name, parsed)
-            break
     return raw
+
+
+def _iso_cast(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """``col`` cast by Arrow to UTC timestamps, or None where DuckDB must decide.
+
+    Arrow also takes an hour without minutes (``2026-03-01T10``, ``2026-03-01 10+02:00``),
+    which DuckDB rejects and reports; such a column is left to DuckDB. Naive text of that
+    form is exactly 13 characters long (every other naive form Arrow takes is 10, 16 or 19
+    and more), which a length check finds without looking at the text; zoned text is
+    checked for the ``:`` after the hour.
+    """
+    lengths = pc.binary_length(col)
+    if not pc.any(pc.equal(lengths, 13)).as_py():
+        try:
+            return col.cast(_NAIVE).cast(_UTC)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    minutes = pc.or_(pc.equal(lengths, 10), pc.equal(pc.utf8_slice_codeunits(col, 13, 14), ":"))
+    if not pc.all(minutes).as_py():
+        return None
+    try:
+        return col.cast(_UTC)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 #: the parse-failure flags of ``_INVOICES_SQL``, one per problem kind of ``_PROBLEMS_SQL``

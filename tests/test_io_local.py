@@ -205,7 +205,7 @@ TIMESTAMP_TEXTS = [
     "2026-01-01T00:00:09.091385", "2026-01-01T00:00:09", "2026-01-01 00:00:09.5", "2026-01-01",
     "2026-01-01T00:00:09Z", "2026-01-01T00:00:09+02:00", "2026-01-01T00:00:09.091385+00:00",
     "2026-01-01T24:00:00", " 2026-01-01T00:00:09", "2026-01-01T00:00:09.1234567", "2026-02-30T00:00:00",
-    "yesterday",
+    "yesterday", "2026-03-01T10", "2026-03-01 10", "2026-03-01T10Z", "2026-03-01 10+02:00", "2026-03-01T10:30",
 ]
 
 
@@ -223,13 +223,17 @@ def test_timestamp_fast_path_reads_what_duckdb_reads(tmp_path, column):
     expect = dict(zip(TIMESTAMP_TEXTS, (r[0] for r in con.execute(
         "SELECT TRY_CAST(t AS TIMESTAMPTZ) FROM t").fetchall())))
     con.close()
-    naive = TIMESTAMP_TEXTS[:4]
+    naive = TIMESTAMP_TEXTS[:4] + ["2026-03-01T10:30"]
     zoned = TIMESTAMP_TEXTS[4:7]
-    for n, texts in enumerate([naive, zoned, TIMESTAMP_TEXTS]):
+    cases = [(naive, True), (zoned, True), (TIMESTAMP_TEXTS, False),
+             # an hour without minutes: Arrow would take it, DuckDB rejects it
+             (naive + ["2026-03-01T10"], False), (naive + ["2026-03-01 10"], False),
+             (zoned + ["2026-03-01T10Z"], False), (zoned + ["2026-03-01 10+02:00"], False)]
+    for n, (texts, takes_fast_path) in enumerate(cases):
         raw = pa.table({c: pa.array(texts if c == column else [None] * len(texts), pa.string())
                         for c in ("created_at", "modified_at", "deleted_at")})
         fast = _fast_timestamps(raw).column(column)
-        assert pa.types.is_timestamp(fast.type) == (n < 2)  # whole naive / zoned columns take the fast path
+        assert pa.types.is_timestamp(fast.type) == takes_fast_path, texts
         rows = [device_row(i, **{column: t}) for i, t in enumerate(texts)]
         path = tmp_path / f"ts{n}.sqlite"
         write_device_store(path, rows, settings={"default_currency": json.dumps("EUR")})
