@@ -278,14 +278,19 @@ def test_upgrade_from_version_4_replaces_the_foreign_key(central_pg_url):
             conn.execute(f"DROP TRIGGER {name} ON {table}")
         conn.execute("ALTER TABLE invoice_lines ADD FOREIGN KEY (invoice_id) REFERENCES invoices(id) "
                      "ON DELETE CASCADE")
+        # a key an administrator added to a table of their own is not the toolkit's to drop
+        conn.execute("CREATE TABLE admin_descriptions (description TEXT PRIMARY KEY)")
+        conn.execute("INSERT INTO admin_descriptions SELECT DISTINCT description FROM invoice_lines")
+        conn.execute("ALTER TABLE invoice_lines ADD CONSTRAINT admin_line_description "
+                     "FOREIGN KEY (description) REFERENCES admin_descriptions(description)")
         conn.execute("DELETE FROM invoicekit_schema WHERE version = 5")
     assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     with store.pg() as conn:
-        fks = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'invoice_lines'::regclass "
-                           "AND contype = 'f'").fetchone()[0]
+        fks = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint "
+                                          "WHERE conrelid = 'invoice_lines'::regclass AND contype = 'f'")}
         triggers = {r[0] for r in conn.execute(
             "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('invoices'::regclass, 'invoice_lines'::regclass) "
             "AND NOT tgisinternal")}
-    assert fks == 0
+    assert fks == {"admin_line_description"}
     assert {"invoicekit_lines_have_invoice", "invoicekit_invoices_no_delete"} <= triggers
     same(s, ik.read_central(central_pg_url))

@@ -88,8 +88,11 @@ POSTGRES = [
     # therefore be checked without a lock, by one anti-join over the statement's new lines.
     [
         """DO $$ DECLARE c record; BEGIN
+             -- only the lines' key to their invoice; a key an administrator added to
+             -- another table stays
              FOR c IN SELECT conname FROM pg_constraint
-                      WHERE conrelid = 'invoice_lines'::regclass AND contype = 'f' LOOP
+                      WHERE conrelid = 'invoice_lines'::regclass AND contype = 'f'
+                        AND confrelid = 'invoices'::regclass LOOP
                EXECUTE format('ALTER TABLE invoice_lines DROP CONSTRAINT %I', c.conname);
              END LOOP;
            END $$""",
