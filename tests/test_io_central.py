@@ -294,3 +294,18 @@ def test_upgrade_from_version_4_replaces_the_foreign_key(central_pg_url):
     assert fks == {"admin_line_description"}
     assert {"invoicekit_lines_have_invoice", "invoicekit_invoices_no_delete"} <= triggers
     same(s, ik.read_central(central_pg_url))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_write_central_progress_bar_names_its_phases(dialect, central_pg_url, tmp_path, capsys):
+    url = central_pg_url if dialect == "postgresql" else f"sqlite:///{tmp_path / 'c.sqlite'}"
+    ik.init_db(url)
+    s = make_invoices(25, seed=22)
+    ik.write_central(s, url)
+    assert capsys.readouterr().err == ""  # small writes stay quiet by default
+    ik.write_central(s, url, progress=True, batch_rows=10)
+    err = capsys.readouterr().err
+    assert "write_central" in err and "100%" in err
+    if dialect == "postgresql":
+        assert "merging invoices" in err and "replacing lines" in err
+    same(s, ik.read_central(url))

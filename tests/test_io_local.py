@@ -244,3 +244,25 @@ def test_timestamp_fast_path_reads_what_duckdb_reads(tmp_path, column):
             assert (pd.isna(value) and want is None) or value == pd.Timestamp(want), (text, value, want)
         bad = set(s.problems.loc[s.problems["field"] == column, "value"])
         assert bad == {t for t in texts if expect[t] is None}
+
+
+def test_write_local_progress_bar_counts_every_row_and_stays_quiet_for_small_writes(tmp_path, capsys):
+    """A bar on request (or for large writes) counts each row written, base snapshots included;
+    small writes print nothing by default; batching keeps the write one transaction."""
+    s = make_invoices(30, seed=21)
+    path = tmp_path / "p.sqlite"
+    ik.write_local(s, path)
+    assert capsys.readouterr().err == ""
+    import invoicekit.io.local as local_mod
+
+    old = local_mod.WRITE_BATCH_ROWS
+    local_mod.WRITE_BATCH_ROWS = 7  # several executemany calls, still one transaction
+    try:
+        ik.write_local(s, tmp_path / "q.sqlite", progress=True)
+    finally:
+        local_mod.WRITE_BATCH_ROWS = old
+    err = capsys.readouterr().err
+    synced = int((s.invoices["sync_status"] == "synced").sum())
+    assert "write_local q.sqlite" in err and "100%" in err
+    assert f"{len(s) + synced:.1f}/{len(s) + synced:.1f}" in err  # tqdm's scaled units: 60.0/60.0
+    assert dump(path) == dump(tmp_path / "q.sqlite")

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .. import _duck
+from .. import _duck, _progress
 from .._normalize import ITEM_COLUMNS, normalize
 from ..errors import MissingDependencyError, StoreError, StoreSchemaError, UsageError
 from ..schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
@@ -290,7 +290,8 @@ ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _INV_CO
 
 
 def write_central(
-    invoice_set: InvoiceSet, url_or_engine: Any, *, validate: bool = True, batch_rows: int = 250_000
+    invoice_set: InvoiceSet, url_or_engine: Any, *, validate: bool = True, batch_rows: int = 250_000,
+    progress: bool | None = None,
 ) -> int:
     """Upsert ``invoice_set`` into the central store in one transaction; returns rows written.
 
@@ -299,7 +300,9 @@ def write_central(
     affected invoices' lines replaced. All or nothing: on any error nothing is written.
     Writing the same set again leaves the same content (idempotent). With ``validate``
     (default) a set that breaks a rule raises :class:`~invoicekit.errors.ValidationError`
-    before anything is written.
+    before anything is written. ``progress`` shows a bar (default: for 100,000 invoices
+    and lines or more) that counts the rows staged, then the invoices merged and the lines
+    replaced (each of those one statement, so the bar moves when it ends).
     """
     from ..validate import validate as _validate
 
@@ -308,18 +311,26 @@ def write_central(
     if validate:
         _validate(invoice_set, strict=True)
     inv, lines = _central_rows(invoice_set, text=store.dialect == "sqlite")
+    rows = inv.num_rows + lines.num_rows
     if store.dialect == "postgresql":
-        with store.pg() as conn, conn.cursor() as cur:
+        with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
+                store.pg() as conn, conn.cursor() as cur:
             cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
             cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
             for stage, table, cols in (("ik_stage", inv, _INV_COLS), ("ik_stage_lines", lines, _LINE_COLS)):
                 with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
                     for batch in table.to_batches(max_chunksize=batch_rows):
                         copy.write(_csv(pa.Table.from_batches([batch], schema=table.schema)))
+                        bar.update(batch.num_rows)
+            bar.set_description("write_central: merging invoices")
             cur.execute(_PG_UPSERT)
+            bar.update(inv.num_rows)
+            bar.set_description("write_central: replacing lines")
             cur.execute("DELETE FROM invoice_lines WHERE invoice_id IN (SELECT id FROM ik_stage)")
             cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) "
                         f"SELECT {', '.join(_LINE_COLS)} FROM ik_stage_lines")
+            bar.update(lines.num_rows)
+            bar.set_description("write_central: committing")
         if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
             with store.pg(autocommit=True) as conn:
                 conn.execute("ANALYZE invoices, invoice_lines")
@@ -331,10 +342,13 @@ def write_central(
             f"INSERT INTO invoices ({', '.join(_INV_COLS)}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in _INV_COLS if c != "id")
         )
-        with _sqlite.write_transaction(store.path) as conn:
+        with _progress.bar(total=rows, desc="write_central", progress=progress) as bar, \
+                _sqlite.write_transaction(store.path) as conn:
             conn.executemany(upsert, inv_rows)
+            bar.update(len(inv_rows))
             conn.executemany("DELETE FROM invoice_lines WHERE invoice_id = ?", [(r[0],) for r in inv_rows])
             conn.executemany(
                 f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) VALUES (?, ?, ?, ?, ?, ?)", line_rows
             )
+            bar.update(len(line_rows))
     return inv.num_rows

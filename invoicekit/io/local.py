@@ -14,7 +14,7 @@ import sqlite3
 
 import pyarrow as pa
 
-from .. import _duck
+from .. import _duck, _progress
 from .._normalize import normalize
 from ..errors import NotAStoreError
 from ..schema import InvoiceSet
@@ -189,14 +189,21 @@ def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
     return list(zip(*(col.to_pylist() for col in table.columns)))
 
 
-def write_local(invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True) -> int:
+#: rows per ``executemany`` call of :func:`write_local` (all in one transaction; the bar ticks per call)
+WRITE_BATCH_ROWS = 50_000
+
+
+def write_local(
+    invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True, progress: bool | None = None
+) -> int:
     """Upsert ``invoice_set`` into the offline store at ``path`` (created if missing).
 
     One ``BEGIN IMMEDIATE`` transaction in WAL mode with ``synchronous=FULL``: either
     every row is written or none is. Writing the same set twice leaves the same file
     content. With ``validate`` (default) the set is checked first and a
     :class:`~invoicekit.errors.ValidationError` leaves the store untouched.
-    Returns the number of rows written.
+    ``progress`` shows a bar (default: for 100,000 rows or more). Returns the number of
+    rows written.
     """
     from ..validate import validate as _validate
 
@@ -209,8 +216,13 @@ def write_local(invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: b
     # the last-synced snapshot: given bases, then every synced row is its own base
     base_rows = _offline_rows(invoice_set.base) if invoice_set.base is not None else []
     base_rows += _offline_rows(invoice_set, "sync_status = 'synced'")
-    with _sqlite.write_transaction(path) as conn:
+    steps = [(_UPSERT, rows), (_UPSERT.replace("INTO transactions", "INTO invoicekit_base"), base_rows)]
+    with _progress.bar(total=len(rows) + len(base_rows), desc=f"write_local {os.path.basename(path)}",
+                       progress=progress) as bar, _sqlite.write_transaction(path) as conn:
         _ensure_schema(conn)
-        conn.executemany(_UPSERT, rows)
-        conn.executemany(_UPSERT.replace("INTO transactions", "INTO invoicekit_base"), base_rows)
+        for sql, step_rows in steps:
+            for start in range(0, len(step_rows), WRITE_BATCH_ROWS):
+                batch = step_rows[start:start + WRITE_BATCH_ROWS]
+                conn.executemany(sql, batch)
+                bar.update(len(batch))
     return len(rows)
