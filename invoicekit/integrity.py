@@ -65,15 +65,14 @@ def _checksum_table(table: pa.Table) -> pa.Array:
     import polars as pl
     import polars_hash as plh
 
-    df = pl.from_arrow(table)
-    if not isinstance(df, pl.DataFrame) or df.height == 0:
-        return pa.array([], pa.string())
     total = table.schema.field("total").type
     if pa.types.is_integer(total) or (pa.types.is_decimal(total) and total.scale == 0):
         # whole numbers: their float repr ends in ".0", which a text rule needs a decimal point for
         table = table.set_column(table.schema.get_field_index("total"), "total",
                                  table.column("total").cast(pa.decimal128(38, 1)))
-        df = pl.from_arrow(table)
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.height == 0:
+        return pa.array([], pa.string())
     two = pa.types.is_decimal(total) and total.scale == 2
     # JSON encoders agree on escaping printable ASCII and control characters; json.dumps
     # also escapes DEL and everything non-ASCII as \uXXXX, which those rows get below

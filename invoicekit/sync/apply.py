@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pyarrow as pa
-from tqdm.auto import tqdm
 
-from .. import _duck
+from .. import _duck, _progress
 from .._html import frame_html, page
 from ..errors import StoreSchemaError
 from ..io.central import CentralStore, _central_rows, _require_schema
@@ -171,8 +170,8 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
     n_workers = max(1, min(workers, len(starts))) if store.dialect == "postgresql" else 1
     show = progress if progress is not None else len(starts) > 5
     outcome: dict[str, str] = {}
-    with ThreadPoolExecutor(n_workers) as pool, tqdm(
-            total=inv.num_rows, desc="push", unit="invoice", disable=not show) as bar:
+    with ThreadPoolExecutor(n_workers) as pool, _progress.bar(
+            total=inv.num_rows, desc="push", unit="invoice", progress=show) as bar:
         futures = [pool.submit(one, start) for start in starts]
         try:
             for future in futures:
