@@ -8,11 +8,12 @@ from .errors import (
     NotAStoreError,
     StoreError,
     StoreSchemaError,
+    StoreUnavailableError,
     UsageError,
     ValidationError,
 )
 from .integrity import checksum, tampered, verify
-from .io import init_db, read_central, read_local, write_central, write_local
+from .io import WriteResult, init_db, read_central, read_local, write_central, write_local
 from .reconcile import Reconciliation, reconcile
 from .resolve import Resolution, resolve
 from .schema import InvoiceSet
@@ -26,6 +27,7 @@ __all__ = [
     "write_local",
     "read_central",
     "write_central",
+    "WriteResult",
     "init_db",
     "validate",
     "ValidationReport",
@@ -49,5 +51,6 @@ __all__ = [
     "StoreError",
     "NotAStoreError",
     "StoreSchemaError",
+    "StoreUnavailableError",
     "ValidationError",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,7 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     """Run the demo; returns a dict of counts (also written to ``out/demo.json``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _fresh_start(out, embedded=central is None)
     samples = find_samples(out)
     _say(f"invoicekit demo: sample data from {samples}, outputs in {out}/")
     result: dict = {"devices": {}}
@@ -88,10 +90,12 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     version = init_db(url)
     dataset = read_jsonl(samples / "central.jsonl")
     written = write_central(dataset, url)
+    again = write_central(dataset, url)  # compare-and-set: the same set again changes nothing
     back = read_central(url)
     same = _checksum.verify(back.invoices).all() and len(back) == len(dataset)
-    _say(f"   schema version {version}; wrote {written:,} invoices; read back {len(back):,} "
-         f"({'checksums all verify' if same else 'CHECKSUM MISMATCH'})")
+    _say(f"   schema version {version}; wrote {written.written:,} invoices; read back {len(back):,} "
+         f"({'checksums all verify' if same else 'CHECKSUM MISMATCH'}); writing the same set again: "
+         f"{again.unchanged:,} unchanged, {again.written:,} written")
     summary = back.summary()
     summary.to_csv(out / "central_summary.csv", index=False)
     _say(_table(summary.assign(first=summary["first"].dt.date, last=summary["last"].dt.date)))
@@ -151,6 +155,18 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     return result
 
 
+def _fresh_start(out: Path, *, embedded: bool) -> None:
+    """Every run starts from the same state: the previous run's stores under ``out`` go (the
+    embedded central store only when the demo made it; a given URL is the caller's)."""
+    names = ["devices"] + (["central.sqlite", "central.sqlite-wal", "central.sqlite-shm"] if embedded else [])
+    for name in names:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
 def _hard_delete_refusal(url: str, invoice_id: str) -> str | None:
     """Try ``DELETE FROM invoices`` for one id in a transaction that is rolled back either way;
     the store's refusal message, or None if it let the row go."""
@@ -185,7 +201,8 @@ def _device_side(path: Path, url: str, result: dict) -> None:
     store = LocalStore(path)
     live = read_local(path).invoices
     live = live[live["deleted_at"].isna() & (live["sync_status"] == "synced")]
-    new_id = store.create(invoice_number="INV-DEMO-0001", currency="EUR",
+    new_id = store.create(invoice_number="INV-DEMO-0001", currency="EUR",  # a fixed id: every run prints the same
+                          invoice_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "invoicekit-demo/INV-DEMO-0001")),
                           client={"name": "Demo Bakery Ltd", "email": "accounts@bakery.example"},
                           line_items=[{"description": "Sourdough loaves", "quantity": 40, "unit_price": "3.20"},
                                       {"description": "Delivery", "quantity": 1, "unit_price": "12.50"}])

@@ -38,7 +38,9 @@ def ensure_queue_columns(conn) -> None:
     for name, decl in QUEUE_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE sync_queue ADD COLUMN {name} {decl}")
-    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_sync_queue_op_id ON sync_queue(op_id)")
+    # not unique: a device may queue one operation twice (a resend), which is one op id twice
+    conn.execute("DROP INDEX IF EXISTS idx_sync_queue_op_id")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_sync_queue_op ON sync_queue(op_id)")
 
 
 def _now() -> str:

@@ -26,9 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._args import as_invoices_frame
 from ._html import frame_html
 
-__all__ = ["checksum", "verify", "tampered", "row_checksum"]
+__all__ = ["checksum", "verify", "tampered", "row_checksum", "nested_checksum"]
 
 _COLS = ["invoice_number", "client_data", "line_items", "total"]
 
@@ -116,15 +117,48 @@ def checksum(invoices: pd.DataFrame) -> pd.Series:
     ``client_data``, ``line_items``, ``total``), as the devices compute it.
 
     Returns a string Series aligned with ``invoices``' index. Does not mutate the input.
+    ``invoices`` may also be an InvoiceSet or a store path or URL (loaded for you).
     """
+    invoices = as_invoices_frame(invoices, func="checksum", columns=_COLS)
     table = pa.Table.from_pandas(invoices[_COLS], preserve_index=False)
     sha = pd.Series(_checksum_table(table), index=invoices.index, dtype=pd.ArrowDtype(pa.string()))
     return sha.rename("checksum")
 
 
+def nested_checksum(invoices: pd.DataFrame) -> pd.Series:
+    """The devices' checksum taken over the *parsed* client and line-item JSON.
+
+    A device that holds ``client_data`` and ``line_items`` as objects when it checksums
+    (the design's function handed dicts) hashes them nested, keys sorted, compactly; the
+    text it then stores may be spaced or ordered otherwise. Both readings are genuine. Null
+    where the text does not parse. One ``json`` round trip per row: :func:`verify` uses it
+    only for the rows whose text reading fails.
+    """
+    out = []
+    for number, client, items, total in zip(invoices["invoice_number"].astype(object),
+                                            invoices["client_data"].astype(object),
+                                            invoices["line_items"].astype(object), invoices["total"].astype(object)):
+        try:
+            data = {"invoice_number": None if pd.isna(number) else number,
+                    "client_data": json.loads(client), "line_items": json.loads(items),
+                    "total_amount": None if pd.isna(total) else float(total)}
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(hashlib.sha256(text.encode()).hexdigest())
+    return pd.Series(out, index=invoices.index, dtype=pd.ArrowDtype(pa.string()), name="checksum")
+
+
 def verify(invoices: pd.DataFrame) -> pd.Series:
-    """Boolean Series: True where the stored ``checksum`` equals the recomputed one."""
-    return (checksum(invoices) == invoices["checksum"]).fillna(False).astype(bool).rename("checksum_ok")
+    """Boolean Series: True where the stored ``checksum`` equals the recomputed one, over the
+    stored JSON text or (for a device that checksummed objects) over the parsed JSON."""
+    invoices = as_invoices_frame(invoices, func="verify", columns=[*_COLS, "checksum"])
+    ok = (checksum(invoices) == invoices["checksum"]).fillna(False).astype(bool)
+    if not ok.all():
+        rest = invoices[~ok.to_numpy()]
+        ok[~ok.to_numpy()] = (nested_checksum(rest) == rest["checksum"]).fillna(False).astype(bool).to_numpy()
+    return ok.rename("checksum_ok")
 
 
 class TamperReport(pd.DataFrame):
@@ -140,8 +174,9 @@ class TamperReport(pd.DataFrame):
 
 def tampered(invoices: pd.DataFrame) -> pd.DataFrame:
     """The rows failing :func:`verify`: id, source, source_row, stored and computed checksum."""
+    invoices = as_invoices_frame(invoices, func="tampered", columns=[*_COLS, "id", "source", "source_row", "checksum"])
     computed = checksum(invoices)
-    bad = ~(computed == invoices["checksum"]).fillna(False).astype(bool)
+    bad = ~verify(invoices).to_numpy()
     out = invoices.loc[bad, ["id", "source", "source_row", "checksum"]].rename(columns={"checksum": "stored"})
     out["computed"] = computed[bad]
     return out.reset_index(drop=True)

@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _duck
+from ._args import as_decisions, expect
 from ._html import frame_html, page
 from ._payload import client_json_sql, rebuild
 from .errors import UsageError
@@ -187,11 +188,11 @@ HAVING any_value(value) FILTER (WHERE part = 'quantity') IS NOT NULL
 def _quarantine(actions: pd.DataFrame, local: InvoiceSet) -> pd.DataFrame:
     """Hold back every invoice whose local row is damaged: it fails its stored checksum or
     did not parse. Only rows needing action are checked (whole-column, vectorised)."""
-    from .integrity import checksum
+    from .integrity import verify
 
     involved = actions["id"][actions["action"] != "none"]
     rows = local.invoices[local.invoices["id"].isin(involved)]
-    bad_sum = rows["id"][(checksum(rows) != rows["checksum"]).fillna(True).astype(bool)]
+    bad_sum = rows["id"][~verify(rows).to_numpy()]
     bad_parse = local.problems["id"].dropna()
     reason = pd.Series(pd.NA, index=actions.index, dtype="string[pyarrow]")
     reason[actions["id"].isin(bad_parse) & actions["id"].isin(involved)] = "local row does not parse"
@@ -221,6 +222,8 @@ class Resolution:
     lines: pd.DataFrame
     unresolved: pd.DataFrame
     strategy: str
+    #: the offline store files the local side was read from (a plan is only applied to them)
+    sources: tuple[str, ...] = ()
 
     @property
     def target(self) -> InvoiceSet:
@@ -290,7 +293,11 @@ def resolve(
     """Decide every invoice of ``reconciliation`` (see module doc); inputs are not mutated.
 
     ``now`` stamps ``modified_at`` of merged invoices (default: the current UTC time).
+    ``decisions`` settle conflicting fields: a DataFrame (id, field, choice) or a list of
+    ``(id, field, choice)`` tuples, choice one of local, central, base.
     """
+    reconciliation = expect(reconciliation, Reconciliation, func="resolve", param="reconciliation")
+    decisions = as_decisions(decisions, func="resolve", choices=CHOICES)
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     rec = reconciliation
@@ -376,4 +383,11 @@ def resolve(
         lines=target.lines.sort_values(["invoice_id", "line_no"]).reset_index(drop=True),
         unresolved=unresolved.to_pandas(types_mapper=pd.ArrowDtype),
         strategy=strategy,
+        sources=_sources(local),
     )
+
+
+def _sources(local: InvoiceSet) -> tuple[str, ...]:
+    """The store files behind ``local``'s rows (``path#sync_queue`` rows are the file's too)."""
+    names = local.invoices["source"].dropna().astype(str).str.replace(r"#(sync_queue|base)$", "", regex=True)
+    return tuple(sorted(set(names)))

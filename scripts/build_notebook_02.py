@@ -42,7 +42,7 @@ SAMPLES = Path("../data/samples") if Path("../data/samples").exists() else Path(
 work = Path(tempfile.mkdtemp(prefix="invoicekit-02-"))
 url = "sqlite:///" + (work / "central.sqlite").as_posix()
 print("schema version:", ik.init_db(url))
-print("central invoices written:", ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url))
+print("central invoices written:", ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url).written)
 for name in ("device_a", "device_b"):  # sync copies: the committed samples stay as they are
     shutil.copy(SAMPLES / f"{name}.sqlite", work / f"{name}.sqlite")"""),
     ("md", """## 1. Reconcile

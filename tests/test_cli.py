@@ -46,7 +46,7 @@ def test_db_init_sqlite_twice(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
     assert main(["db", "init", url]) == 0
     assert main(["db", "init", url]) == 0
-    assert "schema version 5" in capsys.readouterr().out
+    assert "schema version 6" in capsys.readouterr().out
 
 
 def test_db_init_postgres(central_pg_url):
@@ -127,3 +127,102 @@ def test_sync_dry_run_writes_nothing_then_sync_converges(central_with_samples, c
 def test_sync_bad_strategy_is_usage_error():
     r = run("sync", "--local", "x.sqlite", "--central", "sqlite:///y.sqlite", "--strategy", "coin_flip")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_demo_runs_again_with_the_same_result(tmp_path, capsys):
+    """`make demo` twice in a row: each run starts from the same state and prints the same."""
+    from invoicekit.cli import main
+
+    out = tmp_path / "out"
+    assert main(["demo", "--out", str(out)]) == 0
+    first, first_json = capsys.readouterr().out, (out / "demo.json").read_text()
+    assert main(["demo", "--out", str(out)]) == 0
+    second = capsys.readouterr().out
+    assert second == first and (out / "demo.json").read_text() == first_json
+    assert "CHECKSUM MISMATCH" not in second
+
+
+# -- errors: one line on stderr, exit 2, a traceback only with --debug ---------------------
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_reconcile_with_a_path_as_central_is_one_line(tmp_path):
+    store = tmp_path / "a.sqlite"
+    store.write_bytes((SAMPLES / "device_a.sqlite").read_bytes())
+    r = run("reconcile", "--local", str(store), "--central", "out/central.sqlite")
+    assert r.returncode == 2 and r.stdout == ""
+    line = one_error_line(r.stderr)
+    assert line == ("invoicekit: error: --central: central store 'out/central.sqlite' is not a URL; "
+                    "use sqlite:///out/central.sqlite or postgresql://user@host/db")
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_sqlite", "url"])
+def test_bad_local_is_one_line_exit_2(tmp_path, capsys, kind):
+    central = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    ik.init_db(central)
+    local = {"missing": str(tmp_path / "nope.sqlite"), "not_sqlite": str(tmp_path / "junk.sqlite"),
+             "url": "postgresql://me:hunter2@db/books"}[kind]
+    (tmp_path / "junk.sqlite").write_text("certainly not a database " * 10)
+    for argv in (["reconcile", "--local", local, "--central", central],
+                 ["sync", "--local", local, "--central", central, "--strategy", "three_way"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        line = one_error_line(captured.err)
+        expected = {"missing": "no such file", "not_sqlite": "not a SQLite database",
+                    "url": "--local takes offline store files"}[kind]
+        assert expected in line and "hunter2" not in line
+
+
+def test_bad_db_init_url_is_one_line(capsys):
+    assert main(["db", "init", "central.sqlite"]) == 2
+    assert "use sqlite:///central.sqlite" in one_error_line(capsys.readouterr().err)
+    assert main(["db", "init", "postgresql://me:hunter2@127.0.0.1:1/books"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "cannot connect to central store postgresql://me:***@127.0.0.1:1/books" in line
+    assert "transient" in line and "hunter2" not in line
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(tmp_path, where):
+    args = ["reconcile", "--local", str(tmp_path / "a.sqlite"), "--central", "out/central.sqlite"]
+    r = run("--debug", *args) if where == "before" else run(*args, "--debug")
+    assert r.returncode == 2
+    assert "Traceback (most recent call last)" in r.stderr and "UsageError" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("invoicekit: error: --central: ")
+
+
+def test_unexpected_errors_are_one_line_and_never_exit_1(capsys):
+    from invoicekit.cli import EXIT_FOUND, _report, exit_code
+
+    try:
+        {}["missing key"]
+    except KeyError as exc:
+        error = exc
+    assert _report(error, debug=False) == 2 != EXIT_FOUND
+    line = one_error_line(capsys.readouterr().err)
+    assert line == ("invoicekit: internal error: KeyError: 'missing key' "
+                    "(rerun with --debug for the traceback)")
+    assert _report(error, debug=True) == 2
+    assert "Traceback" in capsys.readouterr().err
+    assert exit_code(ik.StoreUnavailableError("down", store="x")) == 2
+    assert exit_code(KeyboardInterrupt()) == 130
+
+
+def test_driver_errors_reaching_the_cli_are_translated(tmp_path, capsys):
+    import sqlite3
+
+    from invoicekit.cli import _report
+
+    conn = sqlite3.connect(tmp_path / "x.sqlite")
+    try:
+        conn.execute("SELECT * FROM nope")
+    except sqlite3.OperationalError as exc:
+        error = exc
+    conn.close()
+    assert _report(error, debug=False) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("invoicekit: error: no such table: nope")

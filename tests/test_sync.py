@@ -37,15 +37,16 @@ def sync(path, central, strategy="merge_fields"):
 
 
 def audit_rows(central):
+    """The sync's audit rows (the set-up's own write_central rows left out)."""
     store = CentralStore(central)
     if store.dialect == "postgresql":
         with store.pg() as conn:
             return conn.execute("SELECT op_id, invoice_id, kind, before_version, after_version, after_checksum "
-                                "FROM invoicekit_audit ORDER BY seq").fetchall()
+                                "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' ORDER BY seq").fetchall()
     conn = sqlite3.connect(store.path)
     try:
         return conn.execute("SELECT op_id, invoice_id, kind, before_version, after_version, after_checksum "
-                            "FROM invoicekit_audit ORDER BY seq").fetchall()
+                            "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' ORDER BY seq").fetchall()
     finally:
         conn.close()
 
@@ -221,7 +222,11 @@ def test_central_without_ledger_says_to_upgrade(tmp_path, scenario):
     conn.close()
     path = tmp_path / "d.sqlite"
     ik.write_local(scenario.devices["device_a"], path)
-    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(url))))
+    with pytest.raises(ik.StoreSchemaError, match="invoicekit db init"):  # reads check the schema too
+        ik.read_central(url)
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite'}"  # plan against a current store, apply to the old one
+    ik.init_db(fresh)
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(fresh))))
     with pytest.raises(ik.StoreSchemaError, match="invoicekit db init"):
         ik.apply_sync(plan, local=path, central=url)
 
@@ -340,14 +345,16 @@ def test_central_lines_with_gapped_line_numbers_keep_exactly_the_payload(central
     inv, lines = _central_rows(s, text=False)
     n = lines.num_rows
     assert n >= 3, "the sample invoice needs three lines"
-    create = inv.append_column("op_id", pa.array(["op-create"])).append_column("expected", pa.array([None], pa.int32()))
+    create = inv.append_column("op_id", pa.array(["op-create"])).append_column(
+        "expected", pa.array([None], pa.int32())).append_column("content_sha", pa.array(["sha-create"]))
     assert _central.apply_pg(store, create, lines, actor="t", strategy="s")[0] == {"op-create"}
     keep = pa.array([no != 2 for no in lines.column("line_no").to_pylist()])
     edit = inv.set_column(inv.schema.get_field_index("version"), "version",
                           pa.array([2], inv.schema.field("version").type))
     edit = edit.set_column(edit.schema.get_field_index("line_items_text"), "line_items_text",
                            pa.array(['[{"edited": true}]']))
-    edit = edit.append_column("op_id", pa.array(["op-edit"])).append_column("expected", pa.array([1], pa.int32()))
+    edit = edit.append_column("op_id", pa.array(["op-edit"])).append_column(
+        "expected", pa.array([1], pa.int32())).append_column("content_sha", pa.array(["sha-edit"]))
     assert _central.apply_pg(store, edit, lines.filter(keep), actor="t", strategy="s")[0] == {"op-edit"}
     with store.pg() as conn:
         got = [r[0] for r in conn.execute("SELECT line_no FROM invoice_lines ORDER BY line_no")]

@@ -134,6 +134,12 @@ POSTGRES = [
            FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
            EXECUTE FUNCTION invoicekit_refuse('invoices: an invoice id never changes')""",
     ],
+    # version 6: the ledger records the hash of everything an operation wrote (see
+    # invoicekit.sync._content), so an op id met again with other content is never taken
+    # for the operation it recorded
+    [
+        "ALTER TABLE invoicekit_ledger ADD COLUMN IF NOT EXISTS content_sha TEXT",
+    ],
 ]
 
 SQLITE = [
@@ -203,6 +209,10 @@ SQLITE = [
         """CREATE TRIGGER IF NOT EXISTS invoicekit_invoices_keep_id BEFORE UPDATE OF id ON invoices
            WHEN NEW.id IS NOT OLD.id
            BEGIN SELECT RAISE(ABORT, 'invoices: an invoice id never changes'); END""",
+    ],
+    # version 6: as on PostgreSQL
+    [
+        "ALTER TABLE invoicekit_ledger ADD COLUMN content_sha TEXT",
     ],
 ]
 

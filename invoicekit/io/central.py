@@ -15,18 +15,27 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .. import _duck, _progress
 from .._normalize import ITEM_COLUMNS, normalize
-from ..errors import MissingDependencyError, StoreError, StoreSchemaError, UsageError
+from ..errors import (
+    MissingDependencyError,
+    StoreSchemaError,
+    UsageError,
+    driver_errors,
+    mask_secrets,
+    translate,
+)
 from ..schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
 from . import _central_sql as ddl
 from . import _sqlite
+from ._write import WriteResult, decide_sql, may_update
 
-__all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION"]
+__all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION", "WriteResult"]
 
 #: the schema version :func:`init_db` creates or upgrades to
 SCHEMA_VERSION = len(ddl.POSTGRES)
@@ -40,11 +49,11 @@ class CentralStore:
     application_name = "invoicekit"
 
     def __init__(self, url_or_engine: Any) -> None:
-        from sqlalchemy.engine import Engine, make_url
+        from sqlalchemy.engine import Engine
 
         if isinstance(url_or_engine, CentralStore):
             url_or_engine = url_or_engine.url
-        url = url_or_engine.url if isinstance(url_or_engine, Engine) else make_url(str(url_or_engine))
+        url = url_or_engine.url if isinstance(url_or_engine, Engine) else _parse_url(url_or_engine)
         self.url = url
         self.dialect = url.get_backend_name()
         self.display = url.render_as_string(hide_password=True)
@@ -72,8 +81,33 @@ class CentralStore:
             raise MissingDependencyError("psycopg", "postgres") from exc
         try:
             return psycopg.connect(self.libpq, **{"application_name": self.application_name, **kwargs})
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to central store {self.display}: {exc}", store=self.display) from exc
+        except psycopg.Error as exc:  # unreachable: transient StoreUnavailableError; bad login: StoreError
+            raise translate(exc, store=self.display) from exc
+
+
+def _parse_url(value: Any):
+    """``value`` (a URL string, path-like or SQLAlchemy URL) as a SQLAlchemy URL; a bare path
+    or a string SQLAlchemy cannot parse is a UsageError saying what would work."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if isinstance(value, URL):
+        return value
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"the central store must be given as a URL (postgresql://user@host/db or "
+                         f"sqlite:///central.sqlite) or a SQLAlchemy Engine; got {type(value).__name__}",
+                         reason="bad_url")
+    text = os.fsdecode(os.fspath(value))
+    shown = mask_secrets(text)
+    if "://" not in text:
+        raise UsageError(f"central store {shown!r} is not a URL; use sqlite:///{shown} or "
+                         "postgresql://user@host/db", reason="bad_url")
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise UsageError(f"central store {shown!r} is not a URL SQLAlchemy can parse ({exc}); use "
+                         "sqlite:///PATH or postgresql://user@host/db", reason="bad_url") from None
+    return url.set(drivername="postgresql") if url.drivername == "postgres" else url
 
 
 def _now() -> str:
@@ -83,6 +117,13 @@ def _now() -> str:
 def init_db(url_or_engine: Any) -> int:
     """Create or upgrade the central store idempotently; returns the schema version."""
     store = CentralStore(url_or_engine)
+    try:
+        return _migrate(store)
+    except driver_errors() as exc:
+        raise translate(exc, store=store.display, context="init_db") from exc
+
+
+def _migrate(store: CentralStore) -> int:
     migrations = ddl.POSTGRES if store.dialect == "postgresql" else ddl.SQLITE
     if store.dialect == "postgresql":
         with store.pg() as conn:
@@ -108,23 +149,67 @@ def init_db(url_or_engine: Any) -> int:
     return len(migrations)
 
 
-def _require_schema(store: CentralStore) -> None:
-    hint = f"central store {store.display} has no table 'invoices'; run `invoicekit db init URL` first"
+# one query on the happy path: does the store have its tables, and which schema version is it at?
+_SCHEMA_SQL = {
+    "postgresql": "SELECT to_regclass('invoices') IS NOT NULL, max(version) FROM invoicekit_schema",
+    "sqlite": "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'invoices') = 1, "
+              "max(version) FROM invoicekit_schema",
+}
+_HAS_INVOICES_SQL = {
+    "postgresql": "SELECT to_regclass('invoices') IS NOT NULL",
+    "sqlite": "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = 'invoices'",
+}
+
+
+def _schema_state(store: CentralStore) -> tuple[bool, int | None]:
+    """(has table ``invoices``, highest applied schema version or None without ``invoicekit_schema``)."""
     if store.dialect == "postgresql":
+        import psycopg
+
         with store.pg() as conn:
-            ok = conn.execute("SELECT to_regclass('invoices') IS NOT NULL").fetchone()[0]
-    else:
-        if not os.path.exists(store.path):
-            raise StoreSchemaError(hint, store=store.display, missing=["invoices"])
-        conn = _sqlite.open_checked(store.path, tables=())
+            try:
+                has, version = conn.execute(_SCHEMA_SQL["postgresql"]).fetchone()
+            except psycopg.errors.UndefinedTable:  # no invoicekit_schema: not made by init_db
+                conn.rollback()
+                has, version = conn.execute(_HAS_INVOICES_SQL["postgresql"]).fetchone()[0], None
+        return bool(has), version
+    import sqlite3
+
+    conn = _sqlite.open_checked(store.path, tables=())
+    try:
         try:
-            ok = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='invoices'"
-            ).fetchone()[0] == 1
-        finally:
-            conn.close()
-    if not ok:
+            has, version = conn.execute(_SCHEMA_SQL["sqlite"]).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            has, version = conn.execute(_HAS_INVOICES_SQL["sqlite"]).fetchone()[0], None
+    finally:
+        conn.close()
+    return bool(has), version
+
+
+def _require_schema(store: CentralStore) -> None:
+    """Raise StoreSchemaError unless the store has the current schema (``SCHEMA_VERSION``)."""
+    hint = f"central store {store.display} has no table 'invoices'; run `invoicekit db init URL` first"
+    if store.dialect == "sqlite" and not os.path.exists(store.path):
         raise StoreSchemaError(hint, store=store.display, missing=["invoices"])
+    try:
+        has, version = _schema_state(store)
+    except driver_errors() as exc:
+        raise translate(exc, store=store.display) from exc
+    if not has:
+        raise StoreSchemaError(hint, store=store.display, missing=["invoices"])
+    if version is None:
+        raise StoreSchemaError(
+            f"central store {store.display} has no schema version table (invoicekit_schema), so its schema "
+            "is unknown; run `invoicekit db init URL` to upgrade it",
+            store=store.display, missing=["invoicekit_schema"], reason="schema_outdated")
+    if version < SCHEMA_VERSION:
+        raise StoreSchemaError(
+            f"central store {store.display} has schema version {version}, older than the version "
+            f"{SCHEMA_VERSION} this invoicekit needs; run `invoicekit db init URL` to upgrade it",
+            store=store.display, missing=[f"migration {v}" for v in range(version + 1, SCHEMA_VERSION + 1)],
+            reason="schema_outdated")
 
 
 def _where(store: CentralStore, where: Mapping[str, Any] | None) -> tuple[str, list]:
@@ -161,8 +246,15 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     store = CentralStore(url_or_engine)
     _require_schema(store)
     clause, params = _where(store, where)
-    if store.dialect == "postgresql":
-        return _read_pg(store, clause, params, lines=lines)
+    try:
+        if store.dialect == "postgresql":
+            return _read_pg(store, clause, params, lines=lines)
+        return _read_sqlite(store, clause, params, lines=lines)
+    except driver_errors() as exc:
+        raise translate(exc, store=store.display, context="read_central") from exc
+
+
+def _read_sqlite(store: CentralStore, clause: str, params: list, *, lines: bool) -> InvoiceSet:
     select = [
         ("id", "id", "text"), ("invoice_number", "invoice_number", "text"),
         ("client_data_text", "client_data", "text"), ("line_items_text", "line_items", "text"),
@@ -282,28 +374,67 @@ def _central_rows(invoice_set: InvoiceSet, *, text: bool) -> tuple[pa.Table, pa.
     return inv, lines
 
 
-_PG_UPSERT = f"""
-INSERT INTO invoices ({', '.join(_INV_COLS)})
-SELECT {', '.join(_INV_COLS)} FROM ik_stage
-ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _INV_COLS if c != 'id')}
+_SET = ", ".join(f"{c} = s.{c}" for c in _INV_COLS if c != "id")
+
+# compare-and-set writes (see _write): updates guarded in their own WHERE clause, inserts of
+# ids the store lacks, one audit row per row written, lines replaced for those rows only
+_CAS_UPDATE = f"""
+WITH upd AS (
+  UPDATE invoices AS i SET {_SET}
+  FROM ik_stage s JOIN ik_before o ON o.id = s.id
+  WHERE i.id = s.id AND {{cond}}
+  RETURNING i.id, o.version AS before_version, o.checksum AS before_checksum, s.deleted_at IS NOT NULL AS del
+)
+INSERT INTO ik_written (id, outcome, before_version, before_checksum, kind)
+SELECT id, 'updated', before_version, before_checksum,
+       CASE WHEN {{force}} THEN 'force_write' WHEN del THEN 'delete' ELSE 'update' END FROM upd
 """
+_CAS_INSERT = f"""
+WITH ins AS (
+  INSERT INTO invoices ({', '.join(_INV_COLS)})
+  SELECT {', '.join(_INV_COLS)} FROM ik_stage s WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = s.id)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id
+)
+INSERT INTO ik_written (id, outcome, before_version, before_checksum, kind)
+SELECT id, 'inserted', NULL, NULL, 'insert' FROM ins
+"""
+_CAS_AUDIT = """
+INSERT INTO invoicekit_audit (at, actor, op_id, invoice_id, kind, strategy, before_version, after_version,
+                              before_checksum, after_checksum)
+SELECT {now}, {actor}, {op}, w.id, w.kind, 'write_central', w.before_version, s.version, w.before_checksum, s.checksum
+FROM ik_written w JOIN ik_stage s ON s.id = w.id
+"""
+_CAS_LINES = [
+    "DELETE FROM invoice_lines WHERE invoice_id IN (SELECT id FROM ik_written)",
+    f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) SELECT {', '.join(_LINE_COLS)} FROM ik_stage_lines "
+    "WHERE invoice_id IN (SELECT id FROM ik_written)",
+]
 
 
 def write_central(
-    invoice_set: InvoiceSet, url_or_engine: Any, *, validate: bool = True, batch_rows: int = 250_000,
-    progress: bool | None = None,
-) -> int:
-    """Upsert ``invoice_set`` into the central store in one transaction; returns rows written.
+    invoice_set: InvoiceSet, url_or_engine: Any, *, validate: bool = True, force: bool = False,
+    actor: str | None = None, batch_rows: int = 250_000, progress: bool | None = None,
+) -> WriteResult:
+    """Write ``invoice_set`` into the central store, compare-and-set, in one transaction.
 
-    PostgreSQL: rows are streamed with ``COPY`` into a temporary staging table in
-    batches of ``batch_rows``, then merged with one ``INSERT ... ON CONFLICT`` and the
-    affected invoices' lines replaced. All or nothing: on any error nothing is written.
-    Writing the same set again leaves the same content (idempotent). With ``validate``
-    (default) a set that breaks a rule raises :class:`~invoicekit.errors.ValidationError`
-    before anything is written. ``progress`` shows a bar (default: for 100,000 invoices
-    and lines or more) that counts the rows staged, then the invoices merged and the lines
-    replaced (each of those one statement, so the bar moves when it ends).
+    Per invoice: a new id is inserted, a higher version updates, the same version with the
+    same content is left unchanged, and anything else (a lower version, other content at the
+    same version, a live row over a tombstone) is refused and reported: a plain write never
+    lowers a version, revives a deletion or overwrites what a sync wrote. ``force=True``
+    overwrites whatever differs, and the audit trail names it. Every row written gets an
+    audit row (``actor``, default ``user@host``). All or nothing: on any error nothing is
+    written. Writing the same set again changes nothing.
+
+    PostgreSQL: rows are streamed with ``COPY`` into temporary staging tables in batches of
+    ``batch_rows``. With ``validate`` (default) a set that breaks a rule raises
+    :class:`~invoicekit.errors.ValidationError` before anything is written. ``progress``
+    shows a bar (default: for 100,000 invoices and lines or more). Returns a
+    :class:`~invoicekit.io.WriteResult` (counts, and the refused rows with their reason).
     """
+    import uuid
+
+    from ..sync.apply import default_actor
     from ..validate import validate as _validate
 
     store = CentralStore(url_or_engine)
@@ -311,44 +442,97 @@ def write_central(
     if validate:
         _validate(invoice_set, strict=True)
     inv, lines = _central_rows(invoice_set, text=store.dialect == "sqlite")
-    rows = inv.num_rows + lines.num_rows
+    params = {"actor": actor or default_actor(), "op": f"write_central:{uuid.uuid4()}", "now": _now()}
     if store.dialect == "postgresql":
-        with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
-                store.pg() as conn, conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
-            cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
-            for stage, table, cols in (("ik_stage", inv, _INV_COLS), ("ik_stage_lines", lines, _LINE_COLS)):
-                with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
-                    for batch in table.to_batches(max_chunksize=batch_rows):
-                        copy.write(_csv(pa.Table.from_batches([batch], schema=table.schema)))
-                        bar.update(batch.num_rows)
-            bar.set_description("write_central: merging invoices")
-            cur.execute(_PG_UPSERT)
-            bar.update(inv.num_rows)
-            bar.set_description("write_central: replacing lines")
-            cur.execute("DELETE FROM invoice_lines WHERE invoice_id IN (SELECT id FROM ik_stage)")
-            cur.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) "
-                        f"SELECT {', '.join(_LINE_COLS)} FROM ik_stage_lines")
-            bar.update(lines.num_rows)
-            bar.set_description("write_central: committing")
-        if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
-            with store.pg(autocommit=True) as conn:
-                conn.execute("ANALYZE invoices, invoice_lines")
+        results = _write_pg(store, inv, lines, force=force, params=params, batch_rows=batch_rows, progress=progress)
     else:
-        inv_rows = list(zip(*(c.to_pylist() for c in inv.columns)))
-        line_rows = list(zip(*(c.to_pylist() for c in lines.columns)))
-        marks = ", ".join("?" * len(_INV_COLS))
-        upsert = (
-            f"INSERT INTO invoices ({', '.join(_INV_COLS)}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in _INV_COLS if c != "id")
-        )
-        with _progress.bar(total=rows, desc="write_central", progress=progress) as bar, \
-                _sqlite.write_transaction(store.path) as conn:
-            conn.executemany(upsert, inv_rows)
-            bar.update(len(inv_rows))
-            conn.executemany("DELETE FROM invoice_lines WHERE invoice_id = ?", [(r[0],) for r in inv_rows])
-            conn.executemany(
-                f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) VALUES (?, ?, ?, ?, ?, ?)", line_rows
-            )
-            bar.update(len(line_rows))
-    return inv.num_rows
+        results = _write_sqlite(store, inv, lines, force=force, params=params, progress=progress)
+    return WriteResult(results=results, store=store.display, forced=force)
+
+
+def _result_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["id", "outcome", "reason", "incoming_version", "central_version"])
+    return frame.astype({"id": "string[pyarrow]", "outcome": "string[pyarrow]", "reason": "string[pyarrow]",
+                         "incoming_version": "Int64", "central_version": "Int64"})
+
+
+def _write_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict,
+              batch_rows: int, progress: bool | None) -> pd.DataFrame:
+    steps = [_CAS_UPDATE.format(cond=may_update(force), force="TRUE" if force else "FALSE"), _CAS_INSERT]
+    rows = inv.num_rows + lines.num_rows
+    marks = {"now": "%(now)s", "actor": "%(actor)s", "op": "%(op)s"}
+    with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
+            store.pg() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
+        cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
+        cur.execute("CREATE TEMP TABLE ik_written (id TEXT PRIMARY KEY, outcome TEXT, before_version INTEGER, "
+                    "before_checksum TEXT, kind TEXT) ON COMMIT DROP")
+        for stage, table, cols in (("ik_stage", inv, _INV_COLS), ("ik_stage_lines", lines, _LINE_COLS)):
+            with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
+                for batch in table.to_batches(max_chunksize=batch_rows):
+                    copy.write(_csv(pa.Table.from_batches([batch], schema=table.schema)))
+                    bar.update(batch.num_rows)
+        cur.execute("CREATE UNIQUE INDEX ON ik_stage (id)")
+        cur.execute("ANALYZE ik_stage")
+        bar.set_description("write_central: merging invoices")
+        # the rows as they were, for the audit trail (a view of the same snapshot as the update)
+        cur.execute("CREATE TEMP VIEW ik_before AS SELECT id, version, checksum FROM invoices")
+        for sql in steps:
+            cur.execute(sql, params)
+        cur.execute(_CAS_AUDIT.format(**marks), params)
+        bar.update(inv.num_rows)
+        bar.set_description("write_central: replacing lines")
+        for sql in _CAS_LINES:
+            cur.execute(sql)
+        bar.update(lines.num_rows)
+        cur.execute(decide_sql("ik_written"))
+        results = _result_frame(cur.fetchall())
+        cur.execute("DROP VIEW ik_before")
+        bar.set_description("write_central: committing")
+    if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
+        with store.pg(autocommit=True) as conn:
+            conn.execute("ANALYZE invoices, invoice_lines")
+    return results
+
+
+def _sqlite_steps(force: bool) -> list[str]:
+    """The compare-and-set writes on SQLite, which has no writing CTEs: decide, then write (a
+    SQLite store has one writer at a time, so nothing moves in between)."""
+    flag = "TRUE" if force else "FALSE"
+    return [
+        f"""INSERT INTO ik_written SELECT s.id, 'updated', i.version, i.checksum,
+              CASE WHEN {flag} THEN 'force_write' WHEN s.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END
+            FROM ik_stage s JOIN invoices i ON i.id = s.id WHERE {may_update(force)}""",
+        f"UPDATE invoices AS i SET {_SET} FROM ik_stage s "
+        "WHERE i.id = s.id AND i.id IN (SELECT id FROM ik_written)",
+        "INSERT INTO ik_written SELECT s.id, 'inserted', NULL, NULL, 'insert' FROM ik_stage s "
+        "WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = s.id)",
+        f"INSERT INTO invoices ({', '.join(_INV_COLS)}) SELECT {', '.join(_INV_COLS)} FROM ik_stage "
+        "WHERE id IN (SELECT id FROM ik_written WHERE outcome = 'inserted')",
+    ]
+
+
+def _write_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict,
+                  progress: bool | None) -> pd.DataFrame:
+    inv_rows = list(zip(*(c.to_pylist() for c in inv.columns)))
+    line_rows = list(zip(*(c.to_pylist() for c in lines.columns)))
+    marks = {"now": ":now", "actor": ":actor", "op": ":op"}
+    with _progress.bar(total=inv.num_rows + lines.num_rows, desc="write_central", progress=progress) as bar, \
+            _sqlite.write_transaction(store.path) as conn:
+        conn.execute(f"CREATE TEMP TABLE ik_stage ({', '.join(_INV_COLS)}, PRIMARY KEY (id))")
+        conn.execute(f"CREATE TEMP TABLE ik_stage_lines ({', '.join(_LINE_COLS)})")
+        conn.execute("CREATE TEMP TABLE ik_written (id TEXT PRIMARY KEY, outcome TEXT, before_version INTEGER, "
+                     "before_checksum TEXT, kind TEXT)")
+        conn.executemany(f"INSERT INTO ik_stage VALUES ({', '.join('?' * len(_INV_COLS))})", inv_rows)
+        conn.executemany(f"INSERT INTO ik_stage_lines VALUES ({', '.join('?' * len(_LINE_COLS))})", line_rows)
+        for sql in _sqlite_steps(force):
+            conn.execute(sql)
+        conn.execute(_CAS_AUDIT.format(**marks), params)
+        bar.update(len(inv_rows))
+        for sql in _CAS_LINES:
+            conn.execute(sql)
+        bar.update(len(line_rows))
+        results = _result_frame(conn.execute(decide_sql("ik_written")).fetchall())
+        for t in ("ik_stage", "ik_stage_lines", "ik_written"):
+            conn.execute(f"DROP TABLE temp.{t}")
+    return results

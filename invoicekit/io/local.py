@@ -41,16 +41,91 @@ CREATE TABLE IF NOT EXISTS invoicekit_base (id TEXT PRIMARY KEY, invoice_number 
 REQUIRED_TABLES = ("transactions", "sync_queue", "app_settings")
 
 
+#: ``app_settings`` keys naming the store's currency, in order of precedence
+CURRENCY_SETTINGS = ("currency", "default_currency")
+
+
 def _default_currency(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT value FROM app_settings WHERE key = 'default_currency'").fetchone()
-    if row is None or row[0] is None:
-        return None
-    value = row[0]
+    """The currency ``app_settings`` names (key ``currency``, else ``default_currency``;
+    JSON text or plain), or None."""
+    for key in CURRENCY_SETTINGS:
+        row = conn.execute("SELECT value FROM app_settings WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] is None or not str(row[0]).strip():
+            continue
+        value = row[0]
+        try:
+            value = json.loads(value)
+        except (TypeError, ValueError):
+            pass
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def store_currency(conn: sqlite3.Connection, given: str | None = None) -> str | None:
+    """The currency for rows that record none: ``given`` (the caller's), else the store's setting."""
+    return given if given is not None else _default_currency(conn)
+
+
+#: how to supply a currency to a store that records none (one line, for errors)
+CURRENCY_HINT = ("the store records no currency: pass currency='EUR' (CLI: --currency EUR) or set the "
+                 "store's app_settings key 'currency'")
+
+
+#: ``app_settings`` key holding the store's identity (a uuid the toolkit gives a store on its first write)
+STORE_ID_KEY = "invoicekit_store_id"
+
+
+def store_identity(path: str | os.PathLike) -> str | None:
+    """The identity a toolkit write gave the store at ``path`` (None for a store never
+    written by the toolkit, or no store at all). Read-only."""
     try:
-        value = json.loads(value)
-    except (TypeError, ValueError):
-        pass
-    return str(value)
+        conn = _sqlite.open_checked(path, tables=("app_settings",))
+    except Exception:  # noqa: BLE001 - no store (or not one): no identity
+        return None
+    try:
+        row = conn.execute("SELECT value FROM app_settings WHERE key = ?", (STORE_ID_KEY,)).fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def _ensure_identity(conn: sqlite3.Connection) -> None:
+    import uuid
+
+    conn.execute("INSERT OR IGNORE INTO app_settings (key, value, sync_required) VALUES (?, ?, 0)",
+                 (STORE_ID_KEY, str(uuid.uuid4())))
+
+
+def kept_deletes_sql(has_deleted_at: bool) -> str:
+    """Invoices whose last queued operation is a ``delete`` but whose row the device kept
+    (a device honouring ``sync_queue``'s foreign key keeps the row, content and version
+    unchanged, and queues ``{"id", "version"}``): id, the time of deletion (the queue row's,
+    else the row's ``modified_at``) and the tombstone's version (one past the row's, or the
+    payload's when higher). Both mean deleted: such a row reads as a tombstone, and a write
+    to the store first makes it one (:func:`adopt_kept_deletes`)."""
+    alive = "t.deleted_at IS NULL" if has_deleted_at else "1"
+    return f"""
+SELECT t.id AS id, coalesce(q.created_at, t.modified_at) AS at,
+  CASE WHEN json_valid(q.payload)
+            AND CAST(json_extract(q.payload, '$.version') AS INTEGER) > CAST(t.version AS INTEGER)
+       THEN CAST(json_extract(q.payload, '$.version') AS INTEGER)
+       ELSE coalesce(CAST(t.version AS INTEGER), 0) + 1 END AS version
+FROM (SELECT max(id) AS qid FROM sync_queue GROUP BY transaction_id) m
+JOIN sync_queue q ON q.id = m.qid JOIN transactions t ON t.id = q.transaction_id
+WHERE q.operation = 'delete' AND {alive}
+"""
+
+
+def adopt_kept_deletes(conn: sqlite3.Connection) -> int:
+    """Inside a write transaction: make every kept-row deletion (see :func:`kept_deletes_sql`)
+    a tombstone in the toolkit's convention (``deleted_at`` set, version one up, pending), so
+    it reconciles and syncs as a deletion. Idempotent; returns the rows changed."""
+    return conn.execute(f"""
+        UPDATE transactions AS t SET deleted_at = k.at, version = k.version, sync_status = 'pending'
+        FROM ({kept_deletes_sql(True)}) AS k WHERE t.id = k.id""").rowcount
 
 
 def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
@@ -99,7 +174,7 @@ def _same(text: str, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
-def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
+def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | None = None) -> InvoiceSet:
     """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
 
     Raises :class:`~invoicekit.errors.NotAStoreError` for a missing, non-SQLite or
@@ -107,18 +182,25 @@ def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
     offline tables. Rows that do not parse are kept and listed in ``.problems``.
     The toolkit's last-synced snapshots (table ``invoicekit_base``), when present,
     become ``.base``. A queued ``delete`` whose row the device already removed becomes
-    a tombstone row (``source`` ends in ``#sync_queue``, ``source_row`` is the queue id).
+    a tombstone row (``source`` ends in ``#sync_queue``, ``source_row`` is the queue id); a
+    queued ``delete`` whose row the device kept reads as that row's tombstone (one version up).
+
+    ``currency`` is the currency of rows that record none (the devices' schema has no
+    currency column); without it the store's ``app_settings`` key ``currency`` (or
+    ``default_currency``) is used, else such rows load with a null currency, which
+    validation reports and writers refuse.
     """
     path = os.fspath(path)
     conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
     try:
         have = _sqlite.columns(conn, "transactions")
-        default_currency = _default_currency(conn)
+        default_currency = store_currency(conn, currency)
         has_base = bool(conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='invoicekit_base'").fetchone()[0])
         queued_deletes = conn.execute(
             "SELECT count(*) FROM sync_queue q WHERE operation = 'delete' "
             "AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id)").fetchone()[0]
+        kept = conn.execute(kept_deletes_sql("deleted_at" in have)).fetchall()
     except sqlite3.DatabaseError as exc:
         raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
     finally:
@@ -127,6 +209,8 @@ def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
     params = [default_currency] if param else []
     raw = _sqlite.select_arrow(path, _select(have, param), "transactions", params)
     raw = raw.append_column("source", _same(path, raw.num_rows))
+    if kept:
+        raw = _as_tombstones(raw, kept)
     if queued_deletes:
         ghost_from = _QUEUED_DELETES.format(currency="?" if param else "NULL")
         ghosts = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), ghost_from, params)
@@ -138,6 +222,20 @@ def read_local(path: str | os.PathLike, *, lines: bool = True) -> InvoiceSet:
         base = base.append_column("source", _same(f"{path}#base", base.num_rows))
         result = result.with_base(normalize(base, lines=lines))
     return result
+
+
+def _as_tombstones(raw: pa.Table, kept: list[tuple]) -> pa.Table:
+    """``raw`` with the kept-row deletions ``kept`` (id, at, version) read as tombstones."""
+    import pyarrow.compute as pc
+
+    ids = pa.array([k[0] for k in kept], pa.string())
+    pos = pc.index_in(raw.column("id"), value_set=ids)
+    hit = pc.is_valid(pos)
+    for name, values in (("deleted_at", [k[1] for k in kept]), ("version", [str(k[2]) for k in kept])):
+        new = pc.take(pa.array(values, pa.string()), pos)
+        col = raw.column(name).cast(pa.string())
+        raw = raw.set_column(raw.schema.get_field_index(name), name, pc.if_else(hit, new, col))
+    return raw
 
 
 def create_local(path: str | os.PathLike) -> None:
@@ -156,6 +254,8 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         if name not in have:
             conn.execute(f"ALTER TABLE transactions ADD COLUMN {name} {decl}")
     conn.execute(BASE_TABLE_SQL)
+    _ensure_identity(conn)
+    adopt_kept_deletes(conn)
 
 
 _UPSERT = """

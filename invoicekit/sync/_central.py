@@ -32,8 +32,8 @@ _UPD_SET = ", ".join(f"{c} = p.{c}" for c in _INV_COLS if c != "id")
 # before_version, before_checksum, kind, lines_changed): its ledger row, its audit row, and
 # its id in ``ik_applied`` for the line items step.
 _RECORD = """, led AS (
-  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum)
-  SELECT op_id, id, version, checksum FROM done
+  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum, content_sha)
+  SELECT op_id, id, version, checksum, content_sha FROM done
 ), aud AS (
   INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
                                 before_checksum, after_checksum)
@@ -54,7 +54,8 @@ WITH done AS (
   UPDATE invoices i SET {set}
   FROM ik_push p JOIN invoices o ON o.id = p.id
   WHERE i.id = p.id AND p.expected IS NOT NULL AND i.version = p.expected AND {client}
-  RETURNING i.id, p.op_id, i.version, i.checksum, o.version AS before_version, o.checksum AS before_checksum,
+  RETURNING i.id, p.op_id, p.content_sha, i.version, i.checksum, o.version AS before_version,
+            o.checksum AS before_checksum,
             CASE WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END AS kind,
             o.line_items_text IS DISTINCT FROM i.line_items_text AS lines_changed
 )"""
@@ -74,7 +75,8 @@ WITH ins AS (
   ON CONFLICT (id) DO NOTHING
   RETURNING id, version, checksum
 ), done AS (
-  SELECT ins.id, p.op_id, ins.version, ins.checksum, NULL::integer AS before_version, NULL::text AS before_checksum,
+  SELECT ins.id, p.op_id, p.content_sha, ins.version, ins.checksum, NULL::integer AS before_version,
+         NULL::text AS before_checksum,
          'insert' AS kind, true AS lines_changed
   FROM ins JOIN ik_push p USING (id)
 )""" + _RECORD
@@ -95,6 +97,19 @@ _PG_LINES = [
     """DELETE FROM invoice_lines l USING ik_applied a JOIN ik_push p ON p.id = a.id
         WHERE a.lines_changed AND l.invoice_id = a.id AND l.line_no > coalesce(p.n_lines, 0)""",
 ]
+# An op id the ledger holds: a redelivery when the ledger recorded this content (rows from
+# before schema version 6 recorded no content hash: their version and checksum decide),
+# else an id reused for another change, which is refused (a conflict), never skipped.
+LEDGER_SAME = """(l.content_sha = p.content_sha
+  OR (l.content_sha IS NULL AND l.new_version = p.version AND l.payload_checksum IS NOT DISTINCT FROM p.checksum))"""
+
+# A staged row not applied whose central row already holds its content at its version (the
+# same change delivered again under another op id, e.g. re-queued by a device): redelivered.
+CENTRAL_SAME = """(i.version = p.version AND i.checksum IS NOT DISTINCT FROM p.checksum
+  AND i.invoice_number = p.invoice_number AND i.client_data_text = p.client_data_text
+  AND i.line_items_text = p.line_items_text AND i.currency = p.currency AND i.total = p.total
+  AND (i.deleted_at IS NULL) = (p.deleted_at IS NULL))"""
+
 # the same deletion for payloads whose line numbers are not 1..n (not what the toolkit
 # produces, but a hand-built set may): every line the payload lacks goes
 _PG_DROP_MISSING_LINES = """DELETE FROM invoice_lines l USING ik_applied a
@@ -112,7 +127,7 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
     the staging tables. Updates that leave every indexed column alone are HOT updates
     (schema version 4 keeps free space in the central tables' pages).
     """
-    cols = _INV_COLS + ["op_id", "expected", "n_lines"]
+    cols = _INV_COLS + ["op_id", "expected", "n_lines", "content_sha"]
     # line numbers run 1..n per invoice (explode_lines and resolve number them so), which
     # lets surplus central lines go by number; checked, else the slower set difference
     counts = lines.group_by("invoice_id").aggregate([("line_no", "max"), ("line_no", "count"), ("line_no", "min")])
@@ -131,7 +146,7 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
         cur.execute("SET LOCAL enable_mergejoin = off")
         cur.execute("CREATE TEMP TABLE ik_push (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
         cur.execute("ALTER TABLE ik_push ADD COLUMN op_id TEXT, ADD COLUMN expected INTEGER, "
-                    "ADD COLUMN n_lines INTEGER")
+                    "ADD COLUMN n_lines INTEGER, ADD COLUMN content_sha TEXT")
         cur.execute("CREATE TEMP TABLE ik_push_lines (LIKE invoice_lines) ON COMMIT DROP")
         cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY, op_id TEXT, lines_changed BOOLEAN) "
                     "ON COMMIT DROP")
@@ -141,8 +156,10 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
             copy.write(_csv(lines.select(_LINE_COLS)))
         cur.execute("CREATE UNIQUE INDEX ON ik_push (id)")
         cur.execute("CREATE UNIQUE INDEX ON ik_push_lines (invoice_id, line_no)")
-        cur.execute("DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id RETURNING p.op_id")
-        already = {r[0] for r in cur.fetchall()}
+        cur.execute(f"DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id "
+                    f"RETURNING p.op_id, {LEDGER_SAME}")
+        seen = cur.fetchall()
+        already = {r[0] for r in seen if r[1]}
         params = {"actor": actor, "strategy": strategy}
         for sql in _PG_UPDATES:
             cur.execute(sql, params)
@@ -151,9 +168,12 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
             cur.execute(sql)
         cur.execute("SELECT op_id FROM ik_applied")
         applied = {r[0] for r in cur.fetchall()}
-        # a concurrent run of the same plan may have committed these ops while we waited on their rows
-        cur.execute("SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l USING (op_id) "
-                    "WHERE NOT EXISTS (SELECT 1 FROM ik_applied a WHERE a.id = p.id)")
+        # a concurrent run of the same plan may have committed these ops while we waited on their
+        # rows; or the central row holds this very change already (delivered under another op id)
+        cur.execute(f"SELECT p.op_id FROM ik_push p LEFT JOIN invoicekit_ledger l USING (op_id) "
+                    f"LEFT JOIN invoices i ON i.id = p.id "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM ik_applied a WHERE a.id = p.id) "
+                    f"AND ((l.op_id IS NOT NULL AND {LEDGER_SAME}) OR (l.op_id IS NULL AND {CENTRAL_SAME}))")
         already |= {r[0] for r in cur.fetchall()}
     return applied, already
 
@@ -161,7 +181,7 @@ def apply_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str,
 def apply_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
                  now: str) -> tuple[set, set]:
     """Apply one batch on the embedded SQLite central store (same semantics, plain SQL)."""
-    cols = _INV_COLS + ["op_id", "expected"]
+    cols = _INV_COLS + ["op_id", "expected", "content_sha"]
     rows = list(zip(*(inv.column(c).to_pylist() for c in cols)))
     line_rows = list(zip(*(lines.column(c).to_pylist() for c in _LINE_COLS)))
     with _sqlite.write_transaction(store.path) as conn:
@@ -170,7 +190,7 @@ def apply_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: 
         conn.executemany(f"INSERT INTO ik_push VALUES ({', '.join('?' * len(cols))})", rows)
         conn.executemany(f"INSERT INTO ik_push_lines VALUES ({', '.join('?' * len(_LINE_COLS))})", line_rows)
         already = {r[0] for r in conn.execute(
-            "SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l ON l.op_id = p.op_id")}
+            f"SELECT p.op_id FROM ik_push p JOIN invoicekit_ledger l ON l.op_id = p.op_id WHERE {LEDGER_SAME}")}
         conn.execute("DELETE FROM ik_push WHERE op_id IN (SELECT op_id FROM invoicekit_ledger)")
         conn.execute("CREATE TEMP TABLE ik_before AS SELECT i.id, i.version, i.checksum FROM invoices i "
                      "JOIN ik_push p ON p.id = i.id")
@@ -183,9 +203,9 @@ def apply_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: 
         ).fetchall()]
         conn.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY)")
         conn.executemany("INSERT INTO ik_applied VALUES (?)", [(i,) for i in applied_ids])
-        conn.execute("INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum, applied_at) "
-                     "SELECT p.op_id, p.id, p.version, p.checksum, ? FROM ik_push p JOIN ik_applied a ON a.id = p.id",
-                     (now,))
+        conn.execute("INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum, applied_at, "
+                     "content_sha) SELECT p.op_id, p.id, p.version, p.checksum, ?, p.content_sha "
+                     "FROM ik_push p JOIN ik_applied a ON a.id = p.id", (now,))
         conn.execute(
             "INSERT INTO invoicekit_audit (at, actor, op_id, invoice_id, kind, strategy, before_version, after_version,"
             " before_checksum, after_checksum) "
@@ -197,6 +217,9 @@ def apply_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, actor: 
         conn.execute(f"INSERT INTO invoice_lines ({', '.join(_LINE_COLS)}) SELECT {', '.join(_LINE_COLS)} "
                      "FROM ik_push_lines WHERE invoice_id IN (SELECT id FROM ik_applied)")
         applied = {r[0] for r in conn.execute("SELECT p.op_id FROM ik_push p JOIN ik_applied a ON a.id = p.id")}
+        already |= {r[0] for r in conn.execute(
+            f"SELECT p.op_id FROM ik_push p JOIN invoices i ON i.id = p.id "
+            f"WHERE p.id NOT IN (SELECT id FROM ik_applied) AND {CENTRAL_SAME}")}
         for t in ("ik_push", "ik_push_lines", "ik_before", "ik_applied"):
             conn.execute(f"DROP TABLE temp.{t}")
     return applied, already

@@ -63,8 +63,10 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
             INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
             SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
             WHERE o.kind = 'push' OR o.op_id IN (SELECT op_id FROM ik_done)""")
+        # an invoice settled by a push or a pull leaves the queue: its operations are either what
+        # central now holds, or (a pull) what the analyst decided against, refused ones included
         conn.execute("DELETE FROM sync_queue "
-                     "WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind = 'push')")
+                     "WHERE transaction_id IN (SELECT invoice_id FROM ik_done WHERE kind IN ('push', 'pull'))")
         flagged = conn.execute(f"""
             UPDATE transactions AS t SET sync_status = 'conflict' FROM ik_ops o
             WHERE o.kind = 'flag_conflict' AND t.id = o.invoice_id AND {unchanged} RETURNING id""").fetchall()

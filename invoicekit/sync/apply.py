@@ -23,11 +23,12 @@ import pyarrow as pa
 
 from .. import _duck, _progress
 from .._html import frame_html, page
-from ..errors import StoreSchemaError
+from ..errors import StoreSchemaError, UsageError
 from ..io.central import CentralStore, _central_rows, _require_schema
-from ..io.local import _offline_rows
+from ..io.local import _offline_rows, store_identity
 from ..schema import InvoiceSet
 from . import _central, _local
+from ._content import content_sha
 from .plan import SyncPlan
 
 __all__ = ["apply_sync", "SyncResult", "default_actor"]
@@ -83,11 +84,14 @@ def _push_rows(plan: SyncPlan, pushes: pd.DataFrame, *, text: bool) -> tuple[pa.
     target = InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
                         plan.target.lines[plan.target.lines["invoice_id"].isin(ids)])
     inv, lines = _central_rows(target, text=text)
-    con = _duck.connect(inv=inv, ops=pa.Table.from_pandas(
+    canonical = target.invoices_table()
+    sha = pa.table({"id": canonical.column("id"), "content_sha": content_sha(canonical)})
+    con = _duck.connect(inv=inv, sha=sha, ops=pa.Table.from_pandas(
         pushes[["invoice_id", "op_id", "expected_central_version"]], preserve_index=False))
     try:
-        inv = _duck.arrow(con, "SELECT inv.*, ops.op_id, ops.expected_central_version::INTEGER AS expected "
-                               "FROM inv JOIN ops ON ops.invoice_id = inv.id ORDER BY inv.id")
+        inv = _duck.arrow(con, "SELECT inv.*, ops.op_id, ops.expected_central_version::INTEGER AS expected, "
+                               "sha.content_sha FROM inv JOIN ops ON ops.invoice_id = inv.id "
+                               "JOIN sha ON sha.id = inv.id ORDER BY inv.id")
     finally:
         con.close()
     return inv, lines
@@ -103,9 +107,13 @@ def apply_sync(
     Pushes go in batches of ``batch_rows`` invoices, each batch one central transaction;
     on PostgreSQL ``workers`` batches are applied at once over as many connections (a plan
     pushes each invoice once, so batches never touch the same rows)."""
+    from .._args import as_central, as_local_path, expect
     from ..validate import validate
 
-    local = os.fspath(local)
+    plan = expect(plan, SyncPlan, func="apply_sync", param="plan")
+    local = as_local_path(local, func="apply_sync", param="local")
+    central = as_central(central, func="apply_sync", param="central")
+    _require_planned_store(plan, local)
     actor = actor or default_actor()
     now = datetime.now(timezone.utc).isoformat()
     ops = plan.ops
@@ -188,6 +196,20 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
                 future.cancel()
             raise
     return outcome
+
+
+def _require_planned_store(plan: SyncPlan, local: str) -> None:
+    """Refuse a plan made from another offline store: its acknowledgements and snapshots
+    would rewrite that store's rows with another device's content."""
+    if not plan.stores:  # a plan put together by hand names no store
+        return
+    here, ident = os.path.realpath(local), store_identity(local)
+    for path, planned in plan.stores:
+        if (planned is not None and planned == ident) or (planned is None and path == here):
+            return
+    made = ", ".join(path for path, _ in plan.stores)
+    raise UsageError(f"{local}: this plan was made from another offline store ({made}); reconcile and plan "
+                     f"from {local} itself to sync it")
 
 
 def _require_ledger(store: CentralStore) -> None:

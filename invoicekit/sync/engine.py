@@ -40,44 +40,66 @@ from .. import _duck
 from .._html import frame_html
 from .._normalize import RAW_COLUMNS, normalize
 from ..device import ensure_queue_columns
-from ..errors import StoreError
-from ..integrity import checksum
+from ..errors import StoreError, UsageError
+from ..integrity import verify
 from ..io import _sqlite
 from ..io.central import CentralStore, _central_rows, _require_schema
-from ..io.local import REQUIRED_TABLES, _default_currency, _ensure_schema
+from ..io.local import CURRENCY_HINT, REQUIRED_TABLES, _ensure_schema, store_currency
 from ..schema import InvoiceSet
 from ..validate import validate
 from . import _central
+from ._content import content_sha
 from .apply import _require_ledger, default_actor
 
 __all__ = ["SyncEngine", "DrainResult", "OUTCOMES"]
 
 OUTCOMES = ("synced", "already_synced", "conflict", "quarantined", "error")
 
+#: the operations the devices' schema names; anything else is quarantined, never guessed at
+OPERATIONS = ("insert", "update", "delete")
+
+# A ``delete`` whose payload carries no content (``{"id", "version"}``: the device kept the
+# row) takes its content from the row, which the store's write transaction has made the
+# tombstone (see invoicekit.io.local.adopt_kept_deletes).
 _QUEUE_SQL = """
+WITH q AS (SELECT *, CASE WHEN json_valid(payload) THEN payload END AS p FROM queue)
 SELECT q.id AS source_row, q.transaction_id AS id, q.operation, q.op_id, q.retry_count,
-  CASE WHEN json_valid(q.payload) THEN q.payload END AS p, q.created_at AS queued_at,
-  json_valid(q.payload) AS payload_ok
-FROM queue q
+  q.p, q.created_at AS queued_at, q.p IS NOT NULL AS payload_ok,
+  coalesce(q.operation = 'delete' AND json_type(q.p) = 'OBJECT'
+    AND json_extract(q.p, '$.line_items') IS NULL AND json_extract(q.p, '$.client_data') IS NULL, false) AS by_ref,
+  CASE WHEN json_type(q.p) = 'OBJECT' THEN json_extract_string(q.p, '$.id') END AS payload_id,
+  coalesce(json_type(q.p, '$.client_data') IN ('OBJECT', 'ARRAY'), false) AS client_nested,
+  coalesce(json_type(q.p, '$.line_items') IN ('OBJECT', 'ARRAY'), false) AS items_nested,
+  q.r_invoice_number, q.r_client_data, q.r_line_items, q.r_total, q.r_created_at, q.r_modified_at,
+  q.r_deleted_at, q.r_version, q.r_checksum
+FROM q
 """
 
 _RAW_SQL = """
-SELECT source_row, id,
-  json_extract_string(p, '$.invoice_number') AS invoice_number,
-  json_extract_string(p, '$.client_data') AS client_data,
-  json_extract_string(p, '$.line_items') AS line_items,
-  TRY_CAST(json_extract_string(p, '$.total_amount') AS DOUBLE) AS total_amount,
-  CASE WHEN TRY_CAST(json_extract_string(p, '$.total_amount') AS DOUBLE) IS NULL
-       THEN json_extract_string(p, '$.total_amount') END AS total_text,
+WITH v AS (
+  SELECT *,
+    CASE WHEN by_ref THEN r_invoice_number ELSE json_extract_string(p, '$.invoice_number') END AS x_number,
+    CASE WHEN by_ref THEN r_client_data ELSE json_extract_string(p, '$.client_data') END AS x_client,
+    CASE WHEN by_ref THEN r_line_items ELSE json_extract_string(p, '$.line_items') END AS x_items,
+    CASE WHEN by_ref THEN r_total ELSE json_extract_string(p, '$.total_amount') END AS x_total
+  FROM ops
+)
+SELECT source_row, id, x_number AS invoice_number, x_client AS client_data, x_items AS line_items,
+  TRY_CAST(x_total AS DOUBLE) AS total_amount,
+  CASE WHEN TRY_CAST(x_total AS DOUBLE) IS NULL THEN x_total END AS total_text,
   coalesce(json_extract_string(p, '$.currency'), $currency) AS currency,
-  coalesce(json_extract_string(p, '$.created_at'), queued_at) AS created_at,
-  coalesce(json_extract_string(p, '$.modified_at'), queued_at) AS modified_at,
-  CASE WHEN operation = 'delete' THEN coalesce(json_extract_string(p, '$.deleted_at'), queued_at) END AS deleted_at,
-  coalesce(json_extract_string(p, '$.version'), CASE WHEN operation = 'insert' THEN '1' END) AS version,
+  CASE WHEN by_ref THEN r_created_at ELSE coalesce(json_extract_string(p, '$.created_at'), queued_at) END
+    AS created_at,
+  CASE WHEN by_ref THEN coalesce(r_modified_at, queued_at)
+       ELSE coalesce(json_extract_string(p, '$.modified_at'), queued_at) END AS modified_at,
+  CASE WHEN by_ref THEN coalesce(r_deleted_at, queued_at)
+       WHEN operation = 'delete' THEN coalesce(json_extract_string(p, '$.deleted_at'), queued_at) END AS deleted_at,
+  CASE WHEN by_ref THEN r_version
+       ELSE coalesce(json_extract_string(p, '$.version'), CASE WHEN operation = 'insert' THEN '1' END) END AS version,
   'synced' AS sync_status,
-  json_extract_string(p, '$.checksum') AS checksum,
+  CASE WHEN by_ref THEN r_checksum ELSE json_extract_string(p, '$.checksum') END AS checksum,
   'sync_queue' AS source
-FROM ops
+FROM v
 """
 
 
@@ -118,7 +140,7 @@ class SyncEngine:
     def __init__(self, local, central, *, batch_size: int = 500, max_retries: int = 5, backoff: float = 0.1,
                  max_backoff: float = 5.0, actor: str | None = None,
                  on_batch_committed: Callable[[pd.DataFrame], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, currency: str | None = None) -> None:
         self.local = str(local)
         self.central = CentralStore(central)
         self.central.application_name = "invoicekit-sync"
@@ -129,6 +151,8 @@ class SyncEngine:
         self.actor = actor or default_actor()
         self.on_batch_committed = on_batch_committed
         self.sleep = sleep
+        #: currency of queued invoices that record none (else the store's ``app_settings``)
+        self.currency = currency
 
     def __repr__(self) -> str:
         return f"SyncEngine({self.local!r} -> {self.central.display})"
@@ -166,25 +190,22 @@ class SyncEngine:
                          "CREATE TABLE IF NOT EXISTS invoicekit_quarantined_ops (op_id TEXT PRIMARY KEY, queue_id "
                          "INTEGER, transaction_id TEXT, operation TEXT, payload TEXT, created_at TEXT)"):
                 conn.execute(stmt)
-            rows = conn.execute("SELECT id, transaction_id, operation, payload, created_at FROM sync_queue "
-                                "WHERE op_id IS NULL").fetchall()
-            if rows:
-                import hashlib
-
-                conn.executemany("UPDATE sync_queue SET op_id = ? WHERE id = ?", [
-                    (str(__import__("uuid").UUID(hashlib.sha256("|".join(map(str, r[1:])).encode()).hexdigest()[:32])),
-                     r[0]) for r in rows])
+            # derived from the queue row's content, so an operation the device queued twice (a
+            # resend after a lost acknowledgement) gets one op id: a redelivery, applied once
+            conn.create_function("invoicekit_op_id", 1, _content_op_id, deterministic=True)
+            conn.execute("UPDATE sync_queue SET op_id = invoicekit_op_id(json_array(transaction_id, operation, "
+                         "payload, created_at)) WHERE op_id IS NULL")
 
     def _next_batch(self) -> pa.Table | None:
         conn = _sqlite.open_checked(self.local, tables=REQUIRED_TABLES)
         try:
-            default_currency = _default_currency(conn)
+            default_currency = store_currency(conn, self.currency)
             rows = conn.execute(
                 "SELECT id, transaction_id, operation, payload, retry_count, created_at, op_id FROM sync_queue "
                 "WHERE coalesce(status, 'pending') NOT IN ('conflict') ORDER BY id LIMIT ?",
                 (self.batch_size,)).fetchall()
-            row_currency = dict(conn.execute(
-                "SELECT id, currency FROM transactions WHERE id IN (SELECT transaction_id FROM sync_queue)").fetchall())
+            # the rows themselves: their currency, and the content of deletions queued by reference
+            row_of = {r[0]: r[1:] for r in conn.execute(_ROW_SQL, (_json(sorted({r[1] for r in rows})),))}
             in_conflict = {r[0] for r in conn.execute(
                 "SELECT DISTINCT transaction_id FROM sync_queue WHERE status = 'conflict'")}
         finally:
@@ -206,7 +227,9 @@ class SyncEngine:
             "retry_count": pa.array([r[4] for r in rows], pa.int64()),
             "created_at": pa.array([r[5] for r in rows], pa.string()),
             "op_id": pa.array([r[6] for r in rows], pa.string()),
-            "currency": pa.array([row_currency.get(r[1]) or default_currency for r in rows], pa.string()),
+            "currency": pa.array([(row_of.get(r[1]) or [None])[0] or default_currency for r in rows], pa.string()),
+            **{f"r_{name}": pa.array([(row_of.get(r[1]) or [None] * len(_ROW_FIELDS))[i] for r in rows], pa.string())
+               for i, name in enumerate(_ROW_FIELDS) if name != "currency"},
             # an invoice with a refused operation queued: its later operations wait behind it
             "blocked": pa.array([r[1] in in_conflict for r in rows], pa.bool_()),
         })
@@ -220,8 +243,10 @@ class SyncEngine:
             raw = _duck.arrow(con, _RAW_SQL.replace("$currency", "cur"))
         finally:
             con.close()
+        raw = _unnest(raw, ops)
         parsed = normalize(raw.select(RAW_COLUMNS))
-        meta = ops.select(["source_row", "id", "operation", "op_id", "retry_count", "payload_ok"]).to_pandas()
+        meta = ops.select(["source_row", "id", "operation", "op_id", "retry_count", "payload_ok",
+                           "payload_id"]).to_pandas()
         return parsed, meta
 
     def _run_batch(self, batch: pa.Table) -> pd.DataFrame:
@@ -229,11 +254,18 @@ class SyncEngine:
         inv = parsed.invoices
         reason = pd.Series(None, index=meta.index, dtype=object)
         by_row = inv.set_index("source_row")
-        ok_sum = (checksum(inv) == inv["checksum"]).fillna(False).astype(bool).to_numpy()
+        self._require_currency(inv, meta)
+        ok_sum = verify(inv).to_numpy()
         bad_rows = set(inv["source_row"][~ok_sum])
         problems = validate(parsed).problems
         bad_valid = set(problems["source_row"])
-        reason[~meta["payload_ok"]] = "payload is not JSON"
+        reason[~meta["payload_ok"].fillna(False).astype(bool)] = "payload is not JSON"
+        unknown = ~meta["operation"].isin(OPERATIONS) & reason.isna()
+        reason[unknown] = ("unknown operation " + meta["operation"].astype(str).map(repr)
+                           + ": expected insert, update or delete")[unknown]
+        other = meta["payload_id"].notna() & (meta["payload_id"] != meta["id"]) & reason.isna()
+        reason[other] = ("payload is for invoice " + meta["payload_id"].astype(str).map(repr)
+                         + ", not its queue row's " + meta["id"].astype(str).map(repr))[other]
         reason[meta["source_row"].isin(bad_valid) & reason.isna()] = "payload fails validation"
         reason[meta["source_row"].isin(bad_rows) & reason.isna()] = "payload fails its checksum"
         no_version = by_row["version"].reindex(meta["source_row"]).isna().to_numpy()
@@ -262,9 +294,12 @@ class SyncEngine:
                 "expected": pa.array([-1 if q in waiting else None if e is None else int(e) - 1
                                       for e, q in zip(expected, good["source_row"])], pa.int32()),
             })
-            con = _duck.connect(rows=rows, meta=meta_tab)
+            canonical = target.invoices_table()
+            sha = pa.table({"id": canonical.column("id"), "content_sha": content_sha(canonical)})
+            con = _duck.connect(rows=rows, meta=meta_tab, sha=sha)
             try:
-                rows = _duck.arrow(con, "SELECT rows.*, meta.op_id, meta.expected FROM rows JOIN meta USING (id)")
+                rows = _duck.arrow(con, "SELECT rows.*, meta.op_id, meta.expected, sha.content_sha "
+                                        "FROM rows JOIN meta USING (id) JOIN sha USING (id)")
             finally:
                 con.close()
             self._mark_syncing(good["id"].tolist())
@@ -293,6 +328,14 @@ class SyncEngine:
         self._acknowledge(out, quarantined, target_rows=_payload_rows(parsed))
         return out
 
+    def _require_currency(self, inv: pd.DataFrame, meta: pd.DataFrame) -> None:
+        """Stop (nothing written) when an operation's invoice records no currency and none is known."""
+        bad = inv["currency"].isna() & inv["source_row"].isin(meta["source_row"][meta["payload_ok"].fillna(False)])
+        if bad.any():
+            first = inv[bad].iloc[0]
+            raise UsageError(f"{self.local}: sync_queue row {first['source_row']} (invoice {first['id']!r}) and "
+                             f"{int(bad.sum()) - 1} more: {CURRENCY_HINT} (SyncEngine(..., currency='EUR'))")
+
     def _retrying(self, fn: Callable[[], object]) -> tuple[object, int, str | None]:
         """Call ``fn``, retrying connection trouble with exponential backoff:
         returns (result, attempts, error text or None)."""
@@ -313,7 +356,7 @@ class SyncEngine:
                             "invoice_id": batch.column("transaction_id").to_pylist(),
                             "operation": batch.column("operation").to_pylist(), "outcome": "error",
                             "attempts": attempts, "error": error})
-        self._acknowledge(out, pd.DataFrame({"op_id": [], "reason": []}), target_rows=[])
+        self._acknowledge(out, pd.DataFrame({"source_row": [], "reason": []}), target_rows=[])
         return out
 
     def _mark_syncing(self, ids: list[str]) -> None:
@@ -325,11 +368,11 @@ class SyncEngine:
         """The device's side of a batch, in one transaction, set-based over temp tables."""
         now = datetime.now(timezone.utc).isoformat()
         with _sqlite.write_transaction(self.local) as conn:
-            conn.execute("CREATE TEMP TABLE ik_out (op_id TEXT PRIMARY KEY, queue_id INTEGER, invoice_id TEXT, "
+            conn.execute("CREATE TEMP TABLE ik_out (op_id TEXT, queue_id INTEGER PRIMARY KEY, invoice_id TEXT, "
                          "outcome TEXT, error TEXT, reason TEXT)")
-            why = dict(zip(quarantined["op_id"], quarantined["reason"]))
+            why = dict(zip(quarantined["source_row"].astype(int), quarantined["reason"]))
             conn.executemany("INSERT INTO ik_out VALUES (?, ?, ?, ?, ?, ?)", [
-                (o, int(q), i, oc, e, why.get(o)) for o, q, i, oc, e in
+                (o, int(q), i, oc, e, why.get(int(q))) for o, q, i, oc, e in
                 zip(out["op_id"], out["queue_id"], out["invoice_id"], out["outcome"], out["error"])])
             conn.execute(f"CREATE TEMP TABLE ik_rows ({', '.join(_ROW_COLS)}, queue_id INTEGER PRIMARY KEY)")
             conn.executemany(f"INSERT INTO ik_rows VALUES ({', '.join('?' * (len(_ROW_COLS) + 1))})", target_rows)
@@ -339,8 +382,8 @@ class SyncEngine:
                 SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_out o USING (queue_id)
                 WHERE o.outcome IN ('synced', 'already_synced')
                   AND NOT EXISTS (SELECT 1 FROM invoicekit_base b WHERE b.id = r.id AND b.version >= r.version)""")
-            conn.execute("DELETE FROM sync_queue WHERE op_id IN "
-                         "(SELECT op_id FROM ik_out WHERE outcome IN ('synced', 'already_synced'))")
+            conn.execute("DELETE FROM sync_queue WHERE id IN "
+                         "(SELECT queue_id FROM ik_out WHERE outcome IN ('synced', 'already_synced'))")
             # a row is synced when nothing of it is queued and it is its acknowledged snapshot
             conn.execute("""
                 UPDATE transactions SET sync_status = 'synced'
@@ -350,17 +393,17 @@ class SyncEngine:
                   AND EXISTS (SELECT 1 FROM invoicekit_base b WHERE b.id = transactions.id
                               AND b.version = transactions.version AND b.checksum IS transactions.checksum)""")
             conn.execute("UPDATE sync_queue SET status = 'conflict' "
-                         "WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'conflict')")
+                         "WHERE id IN (SELECT queue_id FROM ik_out WHERE outcome = 'conflict')")
             conn.execute("UPDATE sync_queue SET status = 'error', retry_count = retry_count + 1, "
-                         "last_error = (SELECT error FROM ik_out o WHERE o.op_id = sync_queue.op_id) "
-                         "WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'error')")
+                         "last_error = (SELECT error FROM ik_out o WHERE o.queue_id = sync_queue.id) "
+                         "WHERE id IN (SELECT queue_id FROM ik_out WHERE outcome = 'error')")
             conn.execute("INSERT OR IGNORE INTO invoicekit_quarantined_ops SELECT q.op_id, q.id, q.transaction_id, "
-                         "q.operation, q.payload, q.created_at FROM sync_queue q JOIN ik_out o USING (op_id) "
+                         "q.operation, q.payload, q.created_at FROM sync_queue q JOIN ik_out o ON o.queue_id = q.id "
                          "WHERE o.outcome = 'quarantined'")
             conn.execute("INSERT OR IGNORE INTO invoicekit_quarantine SELECT op_id, invoice_id, reason, ? FROM ik_out "
                          "WHERE outcome = 'quarantined'", (now,))
             conn.execute("DELETE FROM sync_queue "
-                         "WHERE op_id IN (SELECT op_id FROM ik_out WHERE outcome = 'quarantined')")
+                         "WHERE id IN (SELECT queue_id FROM ik_out WHERE outcome = 'quarantined')")
             conn.execute("""
                 UPDATE transactions SET sync_status = CASE
                     (SELECT o.outcome FROM ik_out o WHERE o.invoice_id = transactions.id)
@@ -369,6 +412,21 @@ class SyncEngine:
             conn.execute("DROP TABLE temp.ik_out")
             conn.execute("DROP TABLE temp.ik_rows")
 
+
+def _content_op_id(text: str) -> str:
+    import hashlib
+    import uuid
+
+    return str(uuid.UUID(hashlib.sha256(text.encode()).hexdigest()[:32]))
+
+
+#: what a batch reads of each queued invoice's row (as text), see ``_QUEUE_SQL``
+_ROW_FIELDS = ("currency", "invoice_number", "client_data", "line_items", "total", "created_at", "modified_at",
+               "deleted_at", "version", "checksum")
+_ROW_SQL = ("SELECT CAST(id AS TEXT), CAST(currency AS TEXT), CAST(invoice_number AS TEXT), CAST(client_data AS TEXT), "
+            "CAST(line_items AS TEXT), CAST(total_amount AS TEXT), CAST(created_at AS TEXT), "
+            "CAST(modified_at AS TEXT), CAST(deleted_at AS TEXT), CAST(version AS TEXT), CAST(checksum AS TEXT) "
+            "FROM transactions WHERE id IN (SELECT value FROM json_each(?))")
 
 _ROW_COLS = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
              "sync_status", "checksum", "version", "currency", "deleted_at"]
@@ -383,6 +441,30 @@ def _json(values: list) -> str:
     import json
 
     return json.dumps(values)
+
+
+def _unnest(raw: pa.Table, ops: pa.Table) -> pa.Table:
+    """Client and line-item JSON that a payload holds as objects, as text: the row's own stored
+    text where it parses to the same value (the text the device checksummed or stores), else
+    ``json.dumps`` of the object (as a device writes it). Only such payloads pay a Python pass."""
+    import json
+
+    for field, flag, stored in (("client_data", "client_nested", "r_client_data"),
+                                ("line_items", "items_nested", "r_line_items")):
+        nested = ops.column(flag).fill_null(False)
+        if not pc.any(nested).as_py():
+            continue
+        values = raw.column(field).to_pylist()
+        rows = ops.column(stored).to_pylist()
+        for i in np.flatnonzero(nested.to_numpy(zero_copy_only=False)):
+            obj = json.loads(values[i])
+            try:
+                same = rows[i] is not None and json.loads(rows[i]) == obj
+            except ValueError:
+                same = False
+            values[i] = rows[i] if same else json.dumps(obj)
+        raw = raw.set_column(raw.schema.get_field_index(field), field, pa.array(values, pa.string()))
+    return raw
 
 
 def _retryable(exc: Exception) -> bool:

@@ -3,12 +3,14 @@
 A :class:`SyncPlan` is a dry run: one row per operation (op id, kind, invoice id, the
 central version it expects, the version it writes, the checksum of the payload) and the
 payloads themselves. Op ids are derived from the operation's content (a SHA-256 of
-invoice id, kind, versions and payload checksum), so planning the same resolution
+invoice id, kind, versions, payload checksum and everything the payload writes: currency,
+timestamps and tombstone included, see ``_content``), so planning the same resolution
 twice gives the same op ids and the ledgers recognise an operation already applied.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,8 +18,10 @@ import pyarrow as pa
 
 from .. import _duck
 from .._html import frame_html, page
+from ..io.local import store_identity
 from ..resolve import Resolution
 from ..schema import InvoiceSet
+from ._content import content_sql
 
 __all__ = ["plan_sync", "SyncPlan", "KINDS"]
 
@@ -28,6 +32,7 @@ KINDS = ("push", "pull", "flag_conflict", "quarantine")
 _PLAN_SQL = """
 WITH a AS (
   SELECT a.*, t.checksum AS payload_checksum, t.deleted_at IS NOT NULL AS deletes,
+    CASE WHEN t.id IS NOT NULL THEN $content END AS payload_content,
     CASE a.action WHEN 'push' THEN 'push' WHEN 'pull' THEN 'pull' WHEN 'unresolved' THEN 'flag_conflict'
                   WHEN 'quarantine' THEN 'quarantine' END AS kind
   FROM act a LEFT JOIN tgt t ON t.id = a.id
@@ -36,7 +41,7 @@ WITH a AS (
 SELECT
   regexp_replace(left(sha256(concat_ws('|', id, kind, coalesce(expected_central_version::VARCHAR, '-'),
         coalesce(new_version::VARCHAR, '-'), coalesce(payload_checksum, '-'), coalesce(local_version::VARCHAR, '-'),
-        coalesce(local_checksum, '-'))), 32),
+        coalesce(local_checksum, '-'), coalesce(payload_content, '-'))), 32),
     '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '\\1-\\2-\\3-\\4-\\5') AS op_id,
   kind, id AS invoice_id, status, winner,
   expected_central_version, new_version,
@@ -62,6 +67,8 @@ class SyncPlan:
     ops: pd.DataFrame
     target: InvoiceSet
     strategy: str
+    #: (absolute path, store identity or None) of each offline store the plan was made from
+    stores: tuple[tuple[str, str | None], ...] = ()
 
     def summary(self) -> pd.DataFrame:
         """Operations per kind."""
@@ -91,13 +98,17 @@ class SyncPlan:
 
 def plan_sync(resolution: Resolution) -> SyncPlan:
     """The operations that carry out ``resolution`` (nothing is written)."""
+    from .._args import expect
+
+    resolution = expect(resolution, Resolution, func="plan_sync", param="resolution")
     con = _duck.connect(
         act=pa.Table.from_pandas(resolution.actions, preserve_index=False),
         tgt=resolution.target.invoices_table(),
     )
     try:
-        ops = _duck.arrow(con, _PLAN_SQL)
+        ops = _duck.arrow(con, _PLAN_SQL.replace("$content", content_sql("t.")))
     finally:
         con.close()
+    stores = tuple((os.path.realpath(p), store_identity(p)) for p in resolution.sources if os.path.isfile(p))
     return SyncPlan(ops=ops.to_pandas(types_mapper=pd.ArrowDtype), target=resolution.target,
-                    strategy=resolution.strategy)
+                    strategy=resolution.strategy, stores=stores)

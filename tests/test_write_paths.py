@@ -1,0 +1,387 @@
+"""Issue 8: nothing lost or doubled on the write paths, on stores written by other software.
+
+Every test talks to real SQLite files and a real PostgreSQL (or the embedded SQLite
+central store); the device stores are written row by row as other software does.
+"""
+
+import json
+import shutil
+import sqlite3
+
+import pandas as pd
+import pytest
+
+import invoicekit as ik
+from invoicekit.errors import UsageError
+from invoicekit.io.central import CentralStore
+from invoicekit.samples import read_jsonl
+from invoicekit.sync import SyncEngine
+from tests._build import device_row, write_device_store
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def central(request, tmp_path):
+    url = (request.getfixturevalue("central_pg_url") if request.param == "postgresql"
+           else f"sqlite:///{tmp_path / 'central.sqlite'}")
+    ik.init_db(url)
+    return url
+
+
+def rows(url, sql):
+    store = CentralStore(url)
+    if store.dialect == "postgresql":
+        with store.pg() as conn:
+            return conn.execute(sql).fetchall()
+    conn = sqlite3.connect(store.path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def central_state(url):
+    inv = ik.read_central(url, lines=False).invoices
+    return inv.set_index("id")[["version", "checksum", "deleted_at", "currency"]].astype(object).sort_index()
+
+
+def sync(path, url, strategy="three_way"):
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(url)), strategy=strategy))
+    return plan, ik.apply_sync(plan, local=path, central=url)
+
+
+def queue(path, *ops):
+    """Append (transaction_id, operation, payload, created_at) rows to a store's sync_queue."""
+    conn = sqlite3.connect(path)
+    conn.executemany("INSERT INTO sync_queue (transaction_id, operation, payload, retry_count, created_at) "
+                     "VALUES (?, ?, ?, 0, ?)", ops)
+    conn.commit()
+    conn.close()
+
+
+def payload(row, **over):
+    return json.dumps({**{k: v for k, v in row.items() if k != "sync_status"}, **over})
+
+
+# -- write_central is compare-and-set ------------------------------------------------------
+
+def test_writing_an_old_snapshot_after_a_sync_lowers_nothing(central, tmp_path, samples_dir):
+    sample = read_jsonl(samples_dir / "central.jsonl")
+    first = ik.write_central(sample, central)
+    assert first.inserted == len(sample) and first.ok
+    path = tmp_path / "device_a.sqlite"
+    shutil.copy(samples_dir / "device_a.sqlite", path)
+    _, result = sync(path, central)
+    assert (result.results["central"] == "applied").any()
+    after_sync = central_state(central)
+    audit_before = rows(central, "SELECT count(*) FROM invoicekit_audit")[0][0]
+
+    again = ik.write_central(sample, central)  # the old snapshot, written again
+
+    assert central_state(central).equals(after_sync)  # no version lowered, no tombstone cleared
+    moved = set(result.results.loc[result.results["central"] == "applied", "invoice_id"]) & set(sample.invoices["id"])
+    refused = again.refused
+    assert set(refused["id"]) == moved and again.written == 0
+    assert set(refused["reason"]) <= {"lower_version", "tombstone"}
+    assert again.unchanged == len(sample) - len(moved)
+    assert rows(central, "SELECT count(*) FROM invoicekit_audit")[0][0] == audit_before  # nothing written
+    # the sync's effects still hold: a second sync of the device finds nothing to push
+    _, second = sync(path, central)
+    assert not (second.results["central"] == "applied").any()
+
+
+def test_write_central_outcomes_and_force_is_audited(central):
+    s = ik.samples.make_invoices(6, seed=41)
+    assert ik.write_central(s, central).inserted == 6
+    inv = s.invoices.copy()
+    inv.loc[0:1, "invoice_number"] = inv.loc[0:1, "invoice_number"] + "-X"
+    inv["checksum"] = ik.checksum(inv)
+    inv.loc[2:3, "version"] = inv.loc[2:3, "version"] + 1  # newer: goes through
+    res = ik.write_central(ik.InvoiceSet(inv, s.lines), central)
+    assert res.summary().set_index("outcome")["invoices"].to_dict() == {
+        "inserted": 0, "updated": 2, "unchanged": 2, "refused": 2}
+    assert set(res.refused["reason"]) == {"same_version_other_content"}
+    assert "WriteResult" in res._repr_html_() and "refused" in repr(res)
+    before = central_state(central)
+    assert before.loc[inv["id"][0], "checksum"] == s.invoices["checksum"][0]  # not overwritten
+    forced = ik.write_central(ik.InvoiceSet(inv, s.lines), central, force=True, actor="admin@test")
+    assert forced.updated == 2 and forced.forced
+    kinds = rows(central, "SELECT invoice_id, kind, actor FROM invoicekit_audit WHERE kind = 'force_write'")
+    assert {r[0] for r in kinds} == set(inv["id"][0:2]) and {r[2] for r in kinds} == {"admin@test"}
+
+
+def test_a_write_never_revives_a_tombstone(central):
+    s = ik.samples.make_invoices(3, seed=42)
+    ik.write_central(s, central)
+    dead = s.invoices.copy()
+    dead["version"] = dead["version"] + 1
+    dead["deleted_at"] = pd.Timestamp("2026-05-01", tz="UTC")
+    assert ik.write_central(ik.InvoiceSet(dead, s.lines), central).updated == 3
+    alive = s.invoices.copy()
+    alive["version"] = alive["version"] + 5
+    res = ik.write_central(ik.InvoiceSet(alive, s.lines), central)
+    assert set(res.refused["reason"]) == {"tombstone"} and len(res.refused) == 3
+    assert central_state(central)["deleted_at"].notna().all()
+
+
+# -- the engine on queues written by other software ------------------------------------------
+
+@pytest.fixture
+def device(tmp_path, central):
+    """A store as other software writes it: two synced invoices, central holding them."""
+    a, b = device_row(1), device_row(2)
+    path = tmp_path / "foreign.sqlite"
+    write_device_store(path, [a, b], settings={"default_currency": '"EUR"'})
+    ik.write_central(ik.read_local(path), central)
+    return path, a, b
+
+
+def edit(row, **over):
+    out = device_row(int(row["id"][-12:]), **{**{k: v for k, v in row.items() if k != "checksum"}, **over})
+    return out
+
+
+def test_a_resent_operation_is_a_redelivery_not_a_crash(device, central):
+    path, a, _ = device
+    new = edit(a, invoice_number="INV-A-2", version=2, sync_status="pending")
+    op = (a["id"], "update", payload(new), "2026-03-02T09:00:00")
+    queue(path, op, op)  # the same operation twice (a resend after a lost acknowledgement)
+    queue(path, (a["id"], "update", payload(new), "2026-03-02T09:05:00"))  # re-queued later
+    result = SyncEngine(path, central).drain()
+    assert list(result.results["outcome"]) == ["synced", "already_synced", "already_synced"]
+    assert result.ok
+    state = central_state(central)
+    assert state.loc[a["id"], "version"] == 2
+    assert rows(central, f"SELECT count(*) FROM invoicekit_ledger WHERE invoice_id = '{a['id']}'")[0][0] == 1
+    assert ik.LocalStore(path).queue().empty
+
+
+def test_unknown_operations_and_foreign_ids_are_quarantined(device, central):
+    path, a, b = device
+    gone = edit(a, version=2, sync_status="pending")
+    hijack = edit(a, invoice_number="HIJACK", version=2)  # a's row, b's id in the payload
+    queue(path,
+          (a["id"], "remove", payload(gone, deleted_at="2026-03-02T09:00:00"), "2026-03-02T09:00:00"),
+          (a["id"], "DELETE", payload(gone, deleted_at="2026-03-02T09:00:00"), "2026-03-02T09:01:00"),
+          (a["id"], "update", payload(hijack, id=b["id"]), "2026-03-02T09:02:00"))
+    before = central_state(central)
+    result = SyncEngine(path, central).drain()
+    out = result.results.set_index("queue_id")
+    assert list(out["outcome"]) == ["quarantined"] * 3
+    assert "unknown operation 'remove'" in out["error"].iloc[0]
+    assert "unknown operation 'DELETE'" in out["error"].iloc[1]
+    assert b["id"] in out["error"].iloc[2]
+    assert central_state(central).equals(before)  # nothing applied, b untouched
+
+
+def test_two_devices_with_other_currencies_never_share_an_op_id(central_pg_url, tmp_path):
+    central = central_pg_url
+    ik.init_db(central)
+    base = device_row(7)
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.sqlite"
+        write_device_store(path, [base], settings={"default_currency": '"EUR"'})
+        paths.append(path)
+    ik.write_central(ik.read_local(paths[0]), central)
+    for path in paths:  # both synced to the same state
+        sync(path, central)
+    for path, currency in zip(paths, ("USD", "GBP")):
+        conn = sqlite3.connect(path)  # each device changes only the currency (not checksummed)
+        conn.execute("UPDATE transactions SET currency = ?, version = 2, sync_status = 'pending'", (currency,))
+        conn.commit()
+        conn.close()
+    # both plan against the same central state, then apply one after the other
+    plan_a, plan_b = (ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(p), ik.read_central(central)),
+                                              strategy="three_way")) for p in paths)
+    res_a = ik.apply_sync(plan_a, local=paths[0], central=central)
+    res_b = ik.apply_sync(plan_b, local=paths[1], central=central)
+    assert set(plan_a.ops["op_id"]).isdisjoint(plan_b.ops["op_id"])
+    assert list(res_a.results["central"]) == ["applied"]
+    assert list(res_b.results["central"]) == ["conflict"] and not res_b.ok  # B's change: never skipped
+    assert central_state(central).loc[base["id"], "currency"] == "USD"
+    # B's change is never reported synced while central holds A's value
+    local_b = ik.read_local(paths[1]).invoices.set_index("id").loc[base["id"]]
+    assert not (local_b["currency"] == "GBP" and local_b["sync_status"] == "synced")
+
+
+# -- deletions a device kept the row of ------------------------------------------------------
+
+def kept_delete_device(tmp_path, central):
+    a, b = device_row(11), device_row(12)
+    path = tmp_path / "fk.sqlite"
+    write_device_store(path, [a, b], settings={"default_currency": '"EUR"'})
+    ik.write_central(ik.read_local(path), central)
+    conn = sqlite3.connect(path)  # honours sync_queue's foreign key: keeps the row, queues {id, version}
+    conn.execute("UPDATE transactions SET sync_status = 'pending', modified_at = '2026-04-01T08:00:00' WHERE id = ?",
+                 (a["id"],))
+    conn.execute("INSERT INTO sync_queue (transaction_id, operation, payload, created_at) VALUES (?, 'delete', ?, ?)",
+                 (a["id"], json.dumps({"id": a["id"], "version": 1}), "2026-04-01T08:00:00"))
+    conn.commit()
+    conn.close()
+    return path, a, b
+
+
+def test_a_kept_row_deletion_reconciles_as_deleted_and_apply_sync_pushes_it(central, tmp_path):
+    path, a, b = kept_delete_device(tmp_path, central)
+    local = ik.read_local(path)
+    row = local.invoices.set_index("id").loc[a["id"]]
+    assert row["deleted_at"] is not pd.NaT and pd.notna(row["deleted_at"]) and row["version"] == 2
+    rec = ik.reconcile(local, ik.read_central(central))
+    assert rec.status.set_index("id").loc[a["id"], "status"] == "deleted_local"
+    _, result = sync(path, central)
+    assert result.ok and list(result.results["central"]) == ["applied"]
+    state = central_state(central)
+    assert pd.notna(state.loc[a["id"], "deleted_at"]) and state.loc[a["id"], "version"] == 2
+    assert pd.isna(state.loc[b["id"], "deleted_at"])
+    assert ik.LocalStore(path).queue().empty
+    assert set(ik.reconcile(ik.read_local(path), ik.read_central(central)).status["status"]) == {"same"}
+
+
+def test_a_kept_row_deletion_is_drained_as_a_tombstone(central, tmp_path):
+    path, a, _ = kept_delete_device(tmp_path, central)
+    result = SyncEngine(path, central).drain()
+    assert list(result.results["outcome"]) == ["synced"], result.results
+    state = central_state(central)
+    assert pd.notna(state.loc[a["id"], "deleted_at"]) and state.loc[a["id"], "version"] == 2
+    assert set(ik.reconcile(ik.read_local(path), ik.read_central(central)).status["status"]) == {"same"}
+
+
+# -- nested payloads and stores without a currency -----------------------------------------
+
+def test_nested_payloads_drain_when_either_reading_of_the_checksum_matches(central, tmp_path):
+    a = device_row(21)
+    path = tmp_path / "nested.sqlite"
+    write_device_store(path, [a], settings={"default_currency": '"EUR"'})
+    ik.write_central(ik.read_local(path), central)
+    client = {"tax_id": "DE123", "name": "Client 21", "address": "1 Main St", "email": "c21@example.com"}
+    items = [{"description": "Work", "quantity": 3, "unit_price": 10.25}]
+    nested = {"invoice_number": "INV-21-B", "client_data": client, "line_items": items, "total_amount": 30.75}
+    device_sum = __import__("hashlib").sha256(
+        json.dumps(nested, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    conn = sqlite3.connect(path)  # the row keeps text (other key order, default spacing)
+    conn.execute("UPDATE transactions SET invoice_number = 'INV-21-B', client_data = ?, line_items = ?, "
+                 "total_amount = 30.75, version = 2, sync_status = 'pending', checksum = ?",
+                 (json.dumps(client), json.dumps(items), device_sum))
+    conn.commit()
+    conn.close()
+    queue(path, (a["id"], "update", json.dumps({**nested, "id": a["id"], "version": 2, "checksum": device_sum}),
+                 "2026-03-03T10:00:00"))
+    tampered = (a["id"], "update", json.dumps({**nested, "id": a["id"], "version": 3, "invoice_number": "EVIL",
+                                                "checksum": device_sum}), "2026-03-03T11:00:00")
+    queue(path, tampered)
+    result = SyncEngine(path, central).drain()
+    assert list(result.results["outcome"]) == ["synced", "quarantined"], result.results
+    assert "checksum" in result.results["error"].iloc[1]
+    back = ik.read_central(central).invoices.set_index("id").loc[a["id"]]
+    assert json.loads(back["client_data"]) == client and back["version"] == 2
+    assert not ik.tampered(ik.read_central(central).invoices).shape[0]
+
+
+def test_a_store_without_currency_says_how_to_supply_one(central, tmp_path):
+    a = device_row(31)
+    path = tmp_path / "nocur.sqlite"
+    write_device_store(path, [a])
+    local = ik.read_local(path)
+    assert local.invoices["currency"].isna().all()
+    with pytest.raises(ik.ValidationError):
+        ik.write_central(local, central)
+    assert ik.read_local(path, currency="CHF").invoices["currency"].eq("CHF").all()
+    ik.write_central(ik.read_local(path, currency="CHF"), central)
+    queue(path, (a["id"], "update", payload(edit(a, version=2)), "2026-03-04T10:00:00"))
+    with pytest.raises(UsageError, match="currency"):
+        SyncEngine(path, central).drain()
+    assert len(ik.LocalStore(path).queue()) == 1  # nothing consumed
+    assert SyncEngine(path, central, currency="CHF").drain().ok
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO app_settings (key, value) VALUES ('currency', 'SEK')")
+    conn.commit()
+    conn.close()
+    assert ik.read_local(path).invoices["currency"].notna().all()
+
+
+# -- plans belong to their store; settling clears refused operations ------------------------
+
+def test_a_plan_is_refused_by_another_devices_store(central, tmp_path, samples_dir):
+    ik.write_central(read_jsonl(samples_dir / "central.jsonl"), central)
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    shutil.copy(samples_dir / "device_a.sqlite", a)
+    shutil.copy(samples_dir / "device_b.sqlite", b)
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(a), ik.read_central(central)), strategy="three_way"))
+    before = sqlite3.connect(b).execute("SELECT count(*), sum(version) FROM transactions").fetchone()
+    with pytest.raises(UsageError, match="another offline store"):
+        ik.apply_sync(plan, local=b, central=central)
+    assert sqlite3.connect(b).execute("SELECT count(*), sum(version) FROM transactions").fetchone() == before
+    assert ik.apply_sync(plan, local=a, central=central).ok
+
+
+def test_a_conflict_settled_by_pulling_leaves_the_queue(central_pg_url, tmp_path):
+    central = central_pg_url
+    ik.init_db(central)
+    store = ik.LocalStore(tmp_path / "dev.sqlite")
+    inv = store.create(invoice_number="INV-1", client={"name": "Ada"}, currency="EUR",
+                       line_items=[{"description": "Work", "quantity": 1, "unit_price": "5.00"}])
+    assert SyncEngine(store.path, central).drain().ok
+    cen = ik.read_central(central)
+    edited = cen.invoices.copy()
+    edited["version"] = edited["version"] + 1
+    edited["invoice_number"] = "INV-1-central"
+    edited["checksum"] = ik.checksum(edited)
+    ik.write_central(ik.InvoiceSet(edited, cen.lines), central)
+    store.update(inv, invoice_number="INV-1-device")
+    assert list(SyncEngine(store.path, central).drain().results["outcome"]) == ["conflict"]
+    _, result = sync(store.path, central, strategy="prefer_central")
+    assert result.ok
+    assert store.queue().empty
+    assert set(ik.reconcile(ik.read_local(store.path), ik.read_central(central)).status["status"]) == {"same"}
+    store.update(inv, invoice_number="INV-1-later")  # a later edit syncs, not refused
+    later = SyncEngine(store.path, central).drain()
+    assert later.ok, later.results
+
+
+# -- an analyst's sync while the device drains the same file ---------------------------------
+
+@pytest.mark.parametrize("trial", range(4))
+def test_apply_sync_and_drain_at_once_leave_no_false_conflicts(central_pg_url, tmp_path, trial):
+    import threading
+
+    central = central_pg_url
+    ik.init_db(central)
+    store = ik.LocalStore(tmp_path / "dev.sqlite")
+    ids = [store.create(invoice_number=f"INV-{i}", client={"name": f"C{i}"}, currency="EUR",
+                        line_items=[{"description": "Work", "quantity": 1 + i, "unit_price": "5.00"}])
+           for i in range(8)]
+    assert SyncEngine(store.path, central).drain().ok
+    for i in ids[:6]:
+        store.update(i, invoice_number=f"INV-{i}-v2")
+    store.delete(ids[6])
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(store.path), ik.read_central(central)),
+                                   strategy="three_way"))
+    results, errors = {}, []
+    barrier = threading.Barrier(2)
+
+    def run(name, fn):
+        try:
+            barrier.wait()
+            results[name] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("apply", lambda: ik.apply_sync(plan, local=store.path,
+                                                                                  central=central))),
+               threading.Thread(target=run, args=("drain", lambda: SyncEngine(store.path, central).drain()))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert "conflict" not in set(results["apply"].results["central"]), results["apply"].results
+    assert "conflict" not in set(results["drain"].results["outcome"]), results["drain"].results
+    SyncEngine(store.path, central).drain()  # whatever the race left queued
+    local = ik.read_local(store.path).invoices
+    assert set(local["sync_status"]) == {"synced"}
+    assert store.queue().empty
+    assert set(ik.reconcile(ik.read_local(store.path), ik.read_central(central)).status["status"]) == {"same"}
+    audit = pd.DataFrame(rows(central, "SELECT invoice_id, after_version FROM invoicekit_audit ORDER BY seq"),
+                         columns=["id", "v"])
+    for invoice, versions in audit.groupby("id")["v"]:
+        assert list(versions) == list(range(1, len(versions) + 1)), (invoice, list(versions))  # once each
