@@ -1,7 +1,11 @@
 """Command line: ``invoicekit --version | demo | db init | validate | reconcile | sync | samples``.
 
-Exit codes, mapped here and nowhere else: 0 ok; 1 differences or failed items found;
-2 bad usage or bad input (every :class:`~invoicekit.errors.InvoicekitError`).
+Exit codes, mapped here and nowhere else (:func:`exit_code`): 0 ok; 1 differences or failed
+items found; 2 bad usage or bad input (every :class:`~invoicekit.errors.InvoicekitError`,
+and any driver or OS error, translated to one), and also any unexpected error, which
+must never look like "differences found"; 130 interrupted (Ctrl-C).
+
+An error is one line on stderr; ``--debug`` (anywhere on the command line) adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 
 from ._version import __version__
-from .errors import InvoicekitError
+from .errors import InvoicekitError, UsageError, driver_errors, mask_secrets, translate
 from .resolve import STRATEGIES
 
-EXIT_OK, EXIT_FOUND, EXIT_BAD = 0, 1, 2
+EXIT_OK, EXIT_FOUND, EXIT_BAD, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="invoicekit", description="Invoices from offline stores and a central database.")
     p.add_argument("--version", action="version", version=f"invoicekit {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the sample data")
@@ -60,10 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _central(url: str | None, option: str) -> None:
+    """Check a central store URL before any work: a bad one is a UsageError saying what works."""
+    from .io.central import CentralStore
+
+    if url is None:
+        return
+    try:
+        CentralStore(url)
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc}", reason=exc.reason) from None
+
+
+def _local(paths: list[str], option: str) -> None:
+    """Offline store paths must be files, not URLs."""
+    for path in paths:
+        if "://" in path:
+            raise UsageError(f"{option} takes offline store files (SQLite); got the URL {mask_secrets(path)!r}: "
+                             "give the central store as --central URL", reason="bad_path")
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
+        _central(args.central, "--central")
         run_demo(out=args.out, central=args.central)
         return EXIT_OK
     if args.command == "db":
@@ -77,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         from .schema import InvoiceSet
         from .validate import validate
 
+        _local(args.paths, "validate")
         report = validate(InvoiceSet.concat(read_local(p) for p in args.paths))
         if args.json:
             for row in report.problems.astype(object).where(report.problems.notna(), None).to_dict("records"):
@@ -105,6 +133,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     from .reconcile import reconcile
     from .schema import InvoiceSet
 
+    _central(args.central, "--central")
+    _local(args.local, "--local")
     local = InvoiceSet.concat(read_local(p) for p in args.local)
     rec = reconcile(local, read_central(args.central))
     if args.html:
@@ -126,6 +156,8 @@ def _sync(args: argparse.Namespace) -> int:
     from .resolve import resolve
     from .sync import apply_sync, plan_sync
 
+    _central(args.central, "--central")
+    _local([args.local], "--local")
     res = resolve(reconcile(read_local(args.local), read_central(args.central)), strategy=args.strategy)
     plan = plan_sync(res)
     print(plan.summary().to_string(index=False))
@@ -149,14 +181,52 @@ def _sync(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok and not len(held) else EXIT_FOUND
 
 
+def _one_line(exc: BaseException) -> str:
+    return mask_secrets(" ".join(str(exc).split()))
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error that stopped a command (the only place errors map to codes)."""
+    if isinstance(exc, InvoicekitError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_BAD  # never EXIT_FOUND: an error must not read as "differences found"
+
+
+def _report(exc: BaseException, *, debug: bool) -> int:
+    """Print ``exc`` as one line on stderr (plus its traceback with ``--debug``); return its exit code."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, (*driver_errors(), OSError)) and not isinstance(exc, InvoicekitError):
+        exc = translate(exc, store="")
+    if isinstance(exc, InvoicekitError):
+        line = f"invoicekit: error: {_one_line(exc)}"
+    elif isinstance(exc, KeyboardInterrupt):
+        line = "invoicekit: interrupted"
+    else:
+        line = f"invoicekit: internal error: {type(exc).__name__}: {_one_line(exc)}"
+        if not debug:
+            line += " (rerun with --debug for the traceback)"
+    print(line, file=sys.stderr)
+    return exit_code(exc)
+
+
+def _take_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug`` (accepted anywhere before a ``--``), and whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    rest = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    return rest, len(rest) != len(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (see module doc)."""
+    argv, debug = _take_debug(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except InvoicekitError as exc:
-        print(f"invoicekit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every error becomes one line and a code
+        return _report(exc, debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _duck
+from ._args import as_invoice_set
 from ._html import frame_html, page
 from .errors import UsageError
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
@@ -389,7 +390,10 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
 
     Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
     status is computed either way). See the module doc for how statuses are decided.
+    Either side may also be a store path or URL, or a list of them (loaded for you).
     """
+    local = as_invoice_set(local, func="reconcile", param="local")
+    central = as_invoice_set(central, func="reconcile", param="central")
     base = local.base if local.base is not None else InvoiceSet(
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _duck
+from ._args import as_invoice_set
 from ._html import frame_html, page
 from .errors import ValidationError
 from .schema import PROBLEM_SCHEMA, InvoiceSet, to_frame
@@ -164,8 +165,10 @@ def validate(invoice_set: InvoiceSet, *, strict: bool = False) -> ValidationRepo
     """Check ``invoice_set`` against every rule (see module doc); never mutates it.
 
     With ``strict=True`` a :class:`~invoicekit.errors.ValidationError` carrying the
-    problems is raised instead of returning a report that has any.
+    problems is raised instead of returning a report that has any. ``invoice_set`` may
+    also be a store path or URL (loaded for you).
     """
+    invoice_set = as_invoice_set(invoice_set, func="validate", param="invoice_set")
     iso = pa.table({"code": pa.array(sorted(iso_currencies()), pa.string())})
     loaded = pa.Table.from_pandas(invoice_set.problems, preserve_index=False).cast(PROBLEM_SCHEMA)
     con = _duck.connect(

@@ -81,7 +81,7 @@ def test_corrupt_file_gets_typed_error(tmp_path):
 def test_write_read_round_trip_is_exact(tmp_path):
     s = make_invoices(250, seed=11)
     path = tmp_path / "rt.sqlite"
-    assert ik.write_local(s, path) == 250
+    assert ik.write_local(s, path).inserted == 250
     back = ik.read_local(path)
     cols = [c for c in s.invoices.columns if c not in ("source", "source_row")]
     pd.testing.assert_frame_equal(s.invoices[cols].sort_values("id").reset_index(drop=True),

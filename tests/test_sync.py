@@ -42,11 +42,13 @@ def audit_rows(central):
     if store.dialect == "postgresql":
         with store.pg() as conn:
             return conn.execute("SELECT op_id, invoice_id, kind, before_version, after_version, after_checksum "
-                                "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' ORDER BY seq").fetchall()
+                                "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' "
+                                "ORDER BY seq").fetchall()
     conn = sqlite3.connect(store.path)
     try:
         return conn.execute("SELECT op_id, invoice_id, kind, before_version, after_version, after_checksum "
-                            "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' ORDER BY seq").fetchall()
+                            "FROM invoicekit_audit WHERE coalesce(strategy, '') <> 'write_central' "
+                            "ORDER BY seq").fetchall()
     finally:
         conn.close()
 

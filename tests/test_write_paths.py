@@ -385,3 +385,51 @@ def test_apply_sync_and_drain_at_once_leave_no_false_conflicts(central_pg_url, t
                          columns=["id", "v"])
     for invoice, versions in audit.groupby("id")["v"]:
         assert list(versions) == list(range(1, len(versions) + 1)), (invoice, list(versions))  # once each
+
+
+# -- dropped connections during apply_sync ---------------------------------------------------
+
+def test_apply_sync_survives_connections_killed_mid_batch(central_pg_url, tmp_path, samples_dir):
+    import threading
+
+    import psycopg
+
+    central = central_pg_url
+    ik.init_db(central)
+    ik.write_central(read_jsonl(samples_dir / "central.jsonl"), central)
+    path = tmp_path / "device_a.sqlite"
+    shutil.copy(samples_dir / "device_a.sqlite", path)
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(central)),
+                                   strategy="three_way"))
+    pushes = set(plan.ops.loc[plan.ops["kind"] == "push", "op_id"])
+    done, killed = threading.Event(), []
+
+    def killer():
+        with psycopg.connect(CentralStore(central).libpq, autocommit=True) as admin:
+            for _ in range(400):  # bounded: at most ~20 s
+                if done.is_set():
+                    return
+                killed.extend(admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'invoicekit' "
+                    "AND pid <> pg_backend_pid() AND state <> 'idle'").fetchall())
+                done.wait(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        try:
+            first = ik.apply_sync(plan, local=path, central=central, batch_rows=3, workers=2)
+        except ik.StoreUnavailableError as exc:  # typed, transient: never a raw driver error
+            assert exc.transient and "postgres" in str(exc)
+            first = None
+    finally:
+        done.set()
+        thread.join()
+    assert killed, "the test never caught a batch in flight"
+    again = ik.apply_sync(plan, local=path, central=central, batch_rows=3)  # a rerun converges
+    outcome = again.results.set_index("op_id").loc[list(pushes), "central"]
+    assert set(outcome) <= {"applied", "already_applied"}
+    audit = [r[0] for r in rows(central, "SELECT op_id FROM invoicekit_audit WHERE strategy <> 'write_central'")]
+    assert sorted(audit) == sorted(pushes)  # each push applied exactly once, none lost
+    if first is not None:
+        assert set(first.results.set_index("op_id").loc[list(pushes), "central"]) <= {"applied", "already_applied"}

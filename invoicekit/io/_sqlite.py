@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import NotAStoreError, StoreSchemaError
+from ..errors import NotAStoreError, StoreSchemaError, translate
 
 _SENTINEL = {"text": "'x'", "real": "0.5", "int": "0"}
 
@@ -49,8 +49,8 @@ def open_checked(
             if check != "ok":
                 conn.close()
                 raise NotAStoreError(f"{path}: SQLite file is corrupt ({check})", store=path)
-    except sqlite3.DatabaseError as exc:
-        raise NotAStoreError(f"{path}: not a usable SQLite database ({exc})", store=path) from exc
+    except sqlite3.Error as exc:  # locked: transient StoreUnavailableError; corrupt: NotAStoreError
+        raise translate(exc, store=path) from exc
     missing = [t for t in tables if t not in have]
     if missing:
         conn.close()
@@ -88,7 +88,7 @@ def _fetch(path: str, sql: str, params: Sequence) -> pa.Table:
             finally:
                 cur.close()
     except adbc_sqlite.Error as exc:
-        raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
+        raise translate(exc, store=path) from exc
     # the typed sentinel row comes first (SQLite runs UNION ALL arms in order): drop it
     # without copying; should it ever not be first, filter it out
     if table.num_rows and table.column("_s")[0].as_py() == 0:
@@ -136,8 +136,8 @@ def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: st
                     parts = list(pool.map(lambda where: _fetch(path, sql + where, params), ranges))
                 if guard.execute("PRAGMA data_version").fetchone()[0] == version:
                     return pa.concat_tables(parts)
-        except sqlite3.DatabaseError as exc:
-            raise NotAStoreError(f"{path}: cannot read ({exc})", store=path) from exc
+        except sqlite3.Error as exc:
+            raise translate(exc, store=path) from exc
         finally:
             guard.close()
     return _fetch(path, sql, params)

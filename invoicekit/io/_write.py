@@ -24,7 +24,7 @@ import pandas as pd
 
 from .._html import frame_html, page
 
-__all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "SAME_CONTENT"]
+__all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "result_frame", "SAME_CONTENT"]
 
 OUTCOMES = ("inserted", "updated", "unchanged", "refused")
 
@@ -63,6 +63,13 @@ SELECT s.id, coalesce(w.outcome, CASE WHEN {SAME_CONTENT} THEN 'unchanged' ELSE 
     AS central_version
 FROM ik_stage s LEFT JOIN invoices i ON i.id = s.id LEFT JOIN {written} w ON w.id = s.id
 ORDER BY s.id"""
+
+
+def result_frame(rows: list[tuple]) -> pd.DataFrame:
+    """``WriteResult.results`` from (id, outcome, reason, incoming_version, central_version) rows."""
+    frame = pd.DataFrame(rows, columns=["id", "outcome", "reason", "incoming_version", "central_version"])
+    return frame.astype({"id": "string[pyarrow]", "outcome": "string[pyarrow]", "reason": "string[pyarrow]",
+                         "incoming_version": "Int64", "central_version": "Int64"})
 
 
 @dataclass(frozen=True)

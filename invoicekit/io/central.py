@@ -33,7 +33,7 @@ from ..errors import (
 from ..schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
 from . import _central_sql as ddl
 from . import _sqlite
-from ._write import WriteResult, decide_sql, may_update
+from ._write import WriteResult, decide_sql, may_update, result_frame
 
 __all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION", "WriteResult"]
 
@@ -450,12 +450,6 @@ def write_central(
     return WriteResult(results=results, store=store.display, forced=force)
 
 
-def _result_frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["id", "outcome", "reason", "incoming_version", "central_version"])
-    return frame.astype({"id": "string[pyarrow]", "outcome": "string[pyarrow]", "reason": "string[pyarrow]",
-                         "incoming_version": "Int64", "central_version": "Int64"})
-
-
 def _write_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict,
               batch_rows: int, progress: bool | None) -> pd.DataFrame:
     steps = [_CAS_UPDATE.format(cond=may_update(force), force="TRUE" if force else "FALSE"), _CAS_INSERT]
@@ -486,7 +480,7 @@ def _write_pg(store: CentralStore, inv: pa.Table, lines: pa.Table, *, force: boo
             cur.execute(sql)
         bar.update(lines.num_rows)
         cur.execute(decide_sql("ik_written"))
-        results = _result_frame(cur.fetchall())
+        results = result_frame(cur.fetchall())
         cur.execute("DROP VIEW ik_before")
         bar.set_description("write_central: committing")
     if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
@@ -532,7 +526,7 @@ def _write_sqlite(store: CentralStore, inv: pa.Table, lines: pa.Table, *, force:
         for sql in _CAS_LINES:
             conn.execute(sql)
         bar.update(len(line_rows))
-        results = _result_frame(conn.execute(decide_sql("ik_written")).fetchall())
+        results = result_frame(conn.execute(decide_sql("ik_written")).fetchall())
         for t in ("ik_stage", "ik_stage_lines", "ik_written"):
             conn.execute(f"DROP TABLE temp.{t}")
     return results

@@ -258,19 +258,6 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     adopt_kept_deletes(conn)
 
 
-_UPSERT = """
-INSERT INTO transactions (id, invoice_number, client_data, line_items, total_amount, created_at,
-                          modified_at, sync_status, checksum, version, currency, deleted_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(id) DO UPDATE SET
-  invoice_number = excluded.invoice_number, client_data = excluded.client_data,
-  line_items = excluded.line_items, total_amount = excluded.total_amount,
-  created_at = excluded.created_at, modified_at = excluded.modified_at,
-  sync_status = excluded.sync_status, checksum = excluded.checksum, version = excluded.version,
-  currency = excluded.currency, deleted_at = excluded.deleted_at
-"""
-
-
 def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
     """The invoices as offline-schema tuples: total as a float (as devices store it),
     timestamps as ISO text in UTC without offset (as devices write ``utcnow().isoformat()``)."""
@@ -293,19 +280,61 @@ def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
 WRITE_BATCH_ROWS = 50_000
 
 
+_ROW_NAMES = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
+              "sync_status", "checksum", "version", "currency", "deleted_at"]
+
+# compare-and-set on the offline store (see invoicekit.io._write): the same rule as central
+_LOCAL_SAME = """(t.version = s.version AND t.checksum IS s.checksum AND t.invoice_number IS s.invoice_number
+  AND t.client_data IS s.client_data AND t.line_items IS s.line_items AND t.total_amount = s.total_amount
+  AND t.currency IS s.currency AND (t.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
+_LOCAL_MAY = """(({force} AND NOT {same})
+  OR (s.version > t.version AND NOT (t.deleted_at IS NOT NULL AND s.deleted_at IS NULL)))"""
+_LOCAL_DECIDE = f"""
+SELECT s.id, coalesce(w.outcome, CASE WHEN {_LOCAL_SAME} THEN 'unchanged' ELSE 'refused' END),
+  CASE WHEN w.outcome IS NOT NULL OR {_LOCAL_SAME} THEN NULL WHEN s.version < t.version THEN 'lower_version'
+       WHEN s.version = t.version THEN 'same_version_other_content' ELSE 'tombstone' END,
+  s.version, CASE WHEN w.id IS NOT NULL THEN w.before_version ELSE t.version END
+FROM ik_stage s LEFT JOIN transactions t ON t.id = s.id LEFT JOIN ik_written w ON w.id = s.id ORDER BY s.id"""
+
+
+def _local_steps(force: bool) -> list[str]:
+    cols = ", ".join(_ROW_NAMES)
+    may = _LOCAL_MAY.format(force="TRUE" if force else "FALSE", same=_LOCAL_SAME)
+    return [
+        f"INSERT INTO ik_written SELECT s.id, 'updated', t.version FROM ik_stage s "
+        f"JOIN transactions t ON t.id = s.id WHERE {may}",
+        "UPDATE transactions AS t SET " + ", ".join(f"{c} = s.{c}" for c in _ROW_NAMES if c != "id")
+        + " FROM ik_stage s WHERE t.id = s.id AND t.id IN (SELECT id FROM ik_written)",
+        "INSERT INTO ik_written SELECT s.id, 'inserted', NULL FROM ik_stage s "
+        "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)",
+        f"INSERT INTO transactions ({cols}) SELECT {cols} FROM ik_stage "
+        "WHERE id IN (SELECT id FROM ik_written WHERE outcome = 'inserted')",
+        # the last-synced snapshots move forward only
+        f"INSERT INTO invoicekit_base ({cols}) SELECT {cols} FROM ik_base_stage s WHERE true "
+        "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _ROW_NAMES if c != "id")
+        + " WHERE excluded.version >= invoicekit_base.version",
+    ]
+
+
 def write_local(
-    invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True, progress: bool | None = None
-) -> int:
-    """Upsert ``invoice_set`` into the offline store at ``path`` (created if missing).
+    invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True, force: bool = False,
+    progress: bool | None = None,
+):
+    """Write ``invoice_set`` into the offline store at ``path`` (created if missing),
+    compare-and-set like :func:`~invoicekit.write_central`: a new id is inserted, a higher
+    version updates, the same content is left unchanged, anything else (a lower version,
+    other content at the same version, a live row over a tombstone) is refused and reported;
+    ``force=True`` overwrites whatever differs. The last-synced snapshots only move forward.
 
     One ``BEGIN IMMEDIATE`` transaction in WAL mode with ``synchronous=FULL``: either
     every row is written or none is. Writing the same set twice leaves the same file
     content. With ``validate`` (default) the set is checked first and a
     :class:`~invoicekit.errors.ValidationError` leaves the store untouched.
-    ``progress`` shows a bar (default: for 100,000 rows or more). Returns the number of
-    rows written.
+    ``progress`` shows a bar (default: for 100,000 rows or more). Returns a
+    :class:`~invoicekit.io.WriteResult`.
     """
     from ..validate import validate as _validate
+    from ._write import WriteResult, result_frame
 
     if validate:
         _validate(invoice_set, strict=True)
@@ -316,13 +345,23 @@ def write_local(
     # the last-synced snapshot: given bases, then every synced row is its own base
     base_rows = _offline_rows(invoice_set.base) if invoice_set.base is not None else []
     base_rows += _offline_rows(invoice_set, "sync_status = 'synced'")
-    steps = [(_UPSERT, rows), (_UPSERT.replace("INTO transactions", "INTO invoicekit_base"), base_rows)]
+    marks = ", ".join("?" * len(_ROW_NAMES))
+    steps = [(f"INSERT INTO ik_stage VALUES ({marks})", rows),
+             (f"INSERT OR REPLACE INTO ik_base_stage VALUES ({marks})", base_rows)]
     with _progress.bar(total=len(rows) + len(base_rows), desc=f"write_local {os.path.basename(path)}",
                        progress=progress) as bar, _sqlite.write_transaction(path) as conn:
         _ensure_schema(conn)
+        for table in ("ik_stage", "ik_base_stage"):
+            conn.execute(f"CREATE TEMP TABLE {table} ({', '.join(_ROW_NAMES)}, PRIMARY KEY (id))")
+        conn.execute("CREATE TEMP TABLE ik_written (id TEXT PRIMARY KEY, outcome TEXT, before_version INTEGER)")
         for sql, step_rows in steps:
             for start in range(0, len(step_rows), WRITE_BATCH_ROWS):
                 batch = step_rows[start:start + WRITE_BATCH_ROWS]
                 conn.executemany(sql, batch)
                 bar.update(len(batch))
-    return len(rows)
+        for sql in _local_steps(force):
+            conn.execute(sql)
+        results = conn.execute(_LOCAL_DECIDE).fetchall()
+        for table in ("ik_stage", "ik_base_stage", "ik_written"):
+            conn.execute(f"DROP TABLE temp.{table}")
+    return WriteResult(results=result_frame(results), store=path, forced=force)

@@ -14,6 +14,7 @@ import getpass
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from .. import _duck, _progress
 from .._html import frame_html, page
-from ..errors import StoreSchemaError, UsageError
+from ..errors import InvoicekitError, StoreSchemaError, UsageError, driver_errors, translate
 from ..io.central import CentralStore, _central_rows, _require_schema
 from ..io.local import _offline_rows, store_identity
 from ..schema import InvoiceSet
@@ -32,6 +33,10 @@ from ._content import content_sha
 from .plan import SyncPlan
 
 __all__ = ["apply_sync", "SyncResult", "default_actor"]
+
+
+#: retries of a batch after a transient error (connection lost, server restarting), with backoff
+TRANSIENT_RETRIES = 3
 
 
 def default_actor() -> str:
@@ -164,6 +169,21 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
             raise
 
     def apply_batch(start: int) -> tuple[list, set, set]:
+        """One batch, retried on transient trouble (a dropped connection, a server restart):
+        the batch is one transaction and the ledger skips what a lost commit applied."""
+        for attempt in range(1, TRANSIENT_RETRIES + 2):
+            try:
+                return apply_once(start)
+            except (InvoicekitError, *driver_errors()) as exc:  # typed below; only transient errors retry
+                err = translate(exc, store=store.display, context="apply_sync")
+                if not err.transient or attempt > TRANSIENT_RETRIES or stop.is_set():
+                    if err is exc:
+                        raise
+                    raise err from exc
+                time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def apply_once(start: int) -> tuple[list, set, set]:
         part = inv.slice(start, batch_rows)
         part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
         if store.dialect == "postgresql":

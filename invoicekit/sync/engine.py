@@ -40,7 +40,7 @@ from .. import _duck
 from .._html import frame_html
 from .._normalize import RAW_COLUMNS, normalize
 from ..device import ensure_queue_columns
-from ..errors import StoreError, UsageError
+from ..errors import InvoicekitError, UsageError, driver_errors, translate
 from ..integrity import verify
 from ..io import _sqlite
 from ..io.central import CentralStore, _central_rows, _require_schema
@@ -344,9 +344,14 @@ class SyncEngine:
             attempts += 1
             try:
                 return fn(), attempts, None
-            except Exception as exc:  # noqa: BLE001 - anything but connection trouble is re-raised
+            except Exception as exc:  # noqa: BLE001 - anything but connection trouble is re-raised, typed
                 if not _retryable(exc):
-                    raise
+                    if not isinstance(exc, driver_errors()):
+                        raise
+                    err = translate(exc, store=self.central.display, context="SyncEngine.drain")
+                    if err is exc:
+                        raise
+                    raise err from exc
                 if attempts > self.max_retries:
                     return None, attempts, f"{type(exc).__name__}: {exc}"
                 self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
@@ -468,9 +473,10 @@ def _unnest(raw: pa.Table, ops: pa.Table) -> pa.Table:
 
 
 def _retryable(exc: Exception) -> bool:
-    """Connection trouble worth retrying (dropped connection, server restart, refused connect)."""
-    if isinstance(exc, StoreError):
-        return True
+    """Connection trouble worth retrying (dropped connection, server restart, refused connect);
+    a typed error says so itself (a schema error is not retried)."""
+    if isinstance(exc, InvoicekitError):
+        return bool(exc.transient)
     try:
         import psycopg
     except ImportError:  # pragma: no cover
