@@ -28,6 +28,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD, f"invoicekit: error: {message}\n")
 
 
+_CURRENCY_HELP = "currency of invoices whose store records none (else the store's app_settings 'currency')"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="invoicekit", description="Invoices from offline stores and a central database.")
     p.add_argument("--version", action="version", version=f"invoicekit {__version__}")
@@ -46,12 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="validate offline stores; exit 1 when any rule is broken")
     val.add_argument("paths", nargs="+", help="offline store files (SQLite)")
     val.add_argument("--json", action="store_true", help="print problems as JSON lines")
+    val.add_argument("--currency", metavar="CODE", help=_CURRENCY_HELP)
 
     rec = sub.add_parser("reconcile", help="compare offline stores with the central store; exit 1 if anything differs")
     rec.add_argument("--local", nargs="+", required=True, metavar="PATH", help="offline store files (SQLite)")
     rec.add_argument("--central", required=True, metavar="URL", help="central store URL")
     rec.add_argument("--json", action="store_true", help="print the counts by status as a JSON object")
     rec.add_argument("--html", metavar="FILE", help="also write a standalone HTML report")
+    rec.add_argument("--currency", metavar="CODE", help=_CURRENCY_HELP)
 
     syn = sub.add_parser("sync", help="reconcile, resolve and apply (or only plan, with --dry-run)")
     syn.add_argument("--local", required=True, metavar="PATH", help="offline store file (SQLite)")
@@ -59,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--strategy", required=True, choices=STRATEGIES, help="how conflicts are resolved")
     syn.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     syn.add_argument("--html", metavar="FILE", help="also write the plan (or result) as HTML")
+    syn.add_argument("--currency", metavar="CODE", help=_CURRENCY_HELP)
 
     smp = sub.add_parser("samples", help="(re)generate the sample files")
     smp.add_argument("--out", default="data/samples")
@@ -105,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         from .validate import validate
 
         _local(args.paths, "validate")
-        report = validate(InvoiceSet.concat(read_local(p) for p in args.paths))
+        report = validate(InvoiceSet.concat(read_local(p, currency=args.currency) for p in args.paths))
         if args.json:
             for row in report.problems.astype(object).where(report.problems.notna(), None).to_dict("records"):
                 print(json.dumps(row, default=str))
@@ -135,7 +141,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     _central(args.central, "--central")
     _local(args.local, "--local")
-    local = InvoiceSet.concat(read_local(p) for p in args.local)
+    local = InvoiceSet.concat(read_local(p, currency=args.currency) for p in args.local)
     rec = reconcile(local, read_central(args.central))
     if args.html:
         rec.to_html(args.html)
@@ -158,7 +164,8 @@ def _sync(args: argparse.Namespace) -> int:
 
     _central(args.central, "--central")
     _local([args.local], "--local")
-    res = resolve(reconcile(read_local(args.local), read_central(args.central)), strategy=args.strategy)
+    local = read_local(args.local, currency=args.currency)
+    res = resolve(reconcile(local, read_central(args.central)), strategy=args.strategy)
     plan = plan_sync(res)
     print(plan.summary().to_string(index=False))
     held = plan.ops[plan.ops["kind"].isin(("flag_conflict", "quarantine"))]

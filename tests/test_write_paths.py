@@ -433,3 +433,31 @@ def test_apply_sync_survives_connections_killed_mid_batch(central_pg_url, tmp_pa
     assert sorted(audit) == sorted(pushes)  # each push applied exactly once, none lost
     if first is not None:
         assert set(first.results.set_index("op_id").loc[list(pushes), "central"]) <= {"applied", "already_applied"}
+
+
+# -- write_local is compare-and-set too ------------------------------------------------------
+
+def test_write_local_never_lowers_a_version(tmp_path):
+    path = tmp_path / "dev.sqlite"
+    s = ik.samples.make_invoices(5, seed=43)
+    assert ik.write_local(s, path).inserted == 5
+    newer = s.invoices.copy()
+    newer["version"] = newer["version"] + 1
+    newer["invoice_number"] = newer["invoice_number"] + "-v2"
+    newer["checksum"] = ik.checksum(newer)
+    assert ik.write_local(ik.InvoiceSet(newer, s.lines), path).updated == 5
+    old = ik.write_local(s, path)  # the old snapshot again
+    assert old.written == 0 and set(old.refused["reason"]) == {"lower_version"}
+    back = ik.read_local(path).invoices.set_index("id")
+    assert back["invoice_number"].str.endswith("-v2").all()
+    assert ik.write_local(s, path, force=True).updated == 5
+
+
+def test_cli_currency_option_for_a_store_without_one(tmp_path, capsys):
+    from invoicekit.cli import main
+
+    path = tmp_path / "nocur.sqlite"
+    write_device_store(path, [device_row(51)])
+    assert main(["validate", str(path)]) == 1  # currency missing: reported
+    assert "currency" in capsys.readouterr().out
+    assert main(["validate", str(path), "--currency", "EUR"]) == 0
