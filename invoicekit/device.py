@@ -24,23 +24,16 @@ from .errors import UsageError
 from .integrity import row_checksum
 from .io import _sqlite
 from .io.local import _ensure_schema, create_local
+from .io.offline_schema import QUEUE_COLUMNS, ROW_COLUMNS, upgrade
 
 __all__ = ["LocalStore", "QUEUE_COLUMNS"]
 
-#: the toolkit's additive columns on ``sync_queue``
-QUEUE_COLUMNS = {"op_id": "TEXT", "status": "TEXT DEFAULT 'pending'", "last_error": "TEXT"}
 _CLIENT_KEYS = ("name", "email", "address", "tax_id")
 
 
 def ensure_queue_columns(conn) -> None:
-    """Add the toolkit's queue columns (and an index on op_id) where missing."""
-    have = _sqlite.columns(conn, "sync_queue")
-    for name, decl in QUEUE_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE sync_queue ADD COLUMN {name} {decl}")
-    # not unique: a device may queue one operation twice (a resend), which is one op id twice
-    conn.execute("DROP INDEX IF EXISTS idx_sync_queue_op_id")
-    conn.execute("CREATE INDEX IF NOT EXISTS idx_sync_queue_op ON sync_queue(op_id)")
+    """The toolkit's queue columns where missing (the offline schema's migrations)."""
+    upgrade(conn)
 
 
 def _now() -> str:
@@ -86,9 +79,7 @@ class LocalStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        create_local(self.path)
-        with _sqlite.write_transaction(self.path) as conn:
-            ensure_queue_columns(conn)
+        create_local(self.path)  # the offline schema, the queue's op id columns included
 
     def __repr__(self) -> str:
         return f"LocalStore({self.path!r})"
@@ -166,12 +157,10 @@ class LocalStore:
         # SQLite hands whole amounts back as int (numeric affinity); devices checksum a float
         row["total_amount"] = None if row["total_amount"] is None else float(row["total_amount"])
         row["checksum"] = row_checksum(row)
-        cols = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
-                "sync_status", "checksum", "version", "currency", "deleted_at"]
+        cols = list(ROW_COLUMNS)
         payload = json.dumps({c: row[c] for c in cols if c != "sync_status"}, sort_keys=True)
         with _sqlite.write_transaction(self.path) as conn:
             _ensure_schema(conn)
-            ensure_queue_columns(conn)
             if new:
                 conn.execute(f"INSERT INTO transactions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                              [row[c] for c in cols])

@@ -55,9 +55,10 @@ def write_device_store(path, rows: list[dict], *, settings: dict | None = None) 
 
 def dump(path) -> list[str]:
     """Logical content of a SQLite file (schema and rows), for equality checks; the store's
-    identity (a uuid each file gets on its first toolkit write) is left out."""
+    identity (a uuid each file gets on its first toolkit write) and when its migrations ran are left out."""
     conn = sqlite3.connect(path)
     try:
-        return [line for line in conn.iterdump() if "'invoicekit_store_id'" not in line]
+        return [line for line in conn.iterdump()
+                if "'invoicekit_store_id'" not in line and not line.startswith('INSERT INTO "invoicekit_local_schema"')]
     finally:
         conn.close()

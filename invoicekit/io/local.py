@@ -19,24 +19,12 @@ from .._normalize import normalize
 from ..errors import NotAStoreError
 from ..schema import InvoiceSet
 from . import _sqlite
+from .offline_schema import ADDITIVE_COLUMNS, DEVICE_SCHEMA_SQL, ROW_COLUMNS, upgrade
 
-__all__ = ["read_local", "write_local", "create_local", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]
+__all__ = ["read_local", "write_local", "create_local", "ensure_schema", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]
 
-OFFLINE_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS transactions (id TEXT PRIMARY KEY, invoice_number TEXT, client_data TEXT, line_items TEXT, total_amount DECIMAL(10,2), created_at TIMESTAMP, modified_at TIMESTAMP, sync_status TEXT DEFAULT 'pending', checksum TEXT, version INTEGER DEFAULT 1);
-CREATE TABLE IF NOT EXISTS sync_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, transaction_id TEXT, operation TEXT, payload TEXT, retry_count INTEGER DEFAULT 0, created_at TIMESTAMP, FOREIGN KEY (transaction_id) REFERENCES transactions(id));
-CREATE TABLE IF NOT EXISTS app_settings (key TEXT PRIMARY KEY, value TEXT, sync_required BOOLEAN DEFAULT 0);
-CREATE INDEX IF NOT EXISTS idx_sync_status ON transactions(sync_status);
-CREATE INDEX IF NOT EXISTS idx_created_at ON transactions(created_at);
-"""
-
-#: columns the toolkit adds to ``transactions``; stores without them still load
-ADDITIVE_COLUMNS = {"currency": "TEXT", "deleted_at": "TIMESTAMP"}
-
-#: the toolkit's additive table: each invoice's last-synced snapshot (for three-way merges)
-BASE_TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS invoicekit_base (id TEXT PRIMARY KEY, invoice_number TEXT, client_data TEXT, line_items TEXT, total_amount DECIMAL(10,2), created_at TIMESTAMP, modified_at TIMESTAMP, sync_status TEXT, checksum TEXT, version INTEGER, currency TEXT, deleted_at TIMESTAMP)
-"""
+#: the devices' schema (kept under its old name for callers that create device-style stores)
+OFFLINE_SCHEMA_SQL = DEVICE_SCHEMA_SQL
 
 REQUIRED_TABLES = ("transactions", "sync_queue", "app_settings")
 
@@ -246,16 +234,14 @@ def create_local(path: str | os.PathLike) -> None:
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    for stmt in OFFLINE_SCHEMA_SQL.strip().split(";\n"):
-        if stmt.strip():
-            conn.execute(stmt)
-    have = _sqlite.columns(conn, "transactions")
-    for name, decl in ADDITIVE_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE transactions ADD COLUMN {name} {decl}")
-    conn.execute(BASE_TABLE_SQL)
+    """Inside a write transaction: the offline schema brought up to date (see
+    :mod:`~invoicekit.io.offline_schema`), the store's identity, kept-row deletions adopted."""
+    upgrade(conn)
     _ensure_identity(conn)
     adopt_kept_deletes(conn)
+
+
+ensure_schema = _ensure_schema
 
 
 def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
@@ -264,24 +250,26 @@ def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
     con = _duck.connect(inv=invoice_set.invoices_table())
     table = _duck.arrow(
         con,
-        """SELECT id, invoice_number, client_data, line_items,
-                  CAST(CAST(total AS VARCHAR) AS DOUBLE) AS total_amount,
-                  strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f') AS created_at,
-                  strftime(modified_at, '%Y-%m-%dT%H:%M:%S.%f') AS modified_at,
-                  sync_status, checksum, version, currency,
-                  strftime(deleted_at, '%Y-%m-%dT%H:%M:%S.%f') AS deleted_at
-           FROM inv WHERE """ + where,
+        "SELECT " + ", ".join(f"{_OFFLINE_EXPR.get(c, c)} AS {c}" for c in ROW_COLUMNS) + " FROM inv WHERE " + where,
     )
     con.close()
-    return list(zip(*(col.to_pylist() for col in table.columns)))
+    return list(zip(*(table.column(c).to_pylist() for c in ROW_COLUMNS)))
+
+
+# canonical column -> its offline-schema form (by name; other columns are taken as they are)
+_OFFLINE_EXPR = {
+    "total_amount": "CAST(CAST(total AS VARCHAR) AS DOUBLE)",
+    "created_at": "strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f')",
+    "modified_at": "strftime(modified_at, '%Y-%m-%dT%H:%M:%S.%f')",
+    "deleted_at": "strftime(deleted_at, '%Y-%m-%dT%H:%M:%S.%f')",
+}
 
 
 #: rows per ``executemany`` call of :func:`write_local` (all in one transaction; the bar ticks per call)
 WRITE_BATCH_ROWS = 50_000
 
 
-_ROW_NAMES = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
-              "sync_status", "checksum", "version", "currency", "deleted_at"]
+_ROW_NAMES = ROW_COLUMNS
 
 # compare-and-set on the offline store (see invoicekit.io._write): the same rule as central
 _LOCAL_SAME = """(t.version = s.version AND t.checksum IS s.checksum AND t.invoice_number IS s.invoice_number
@@ -308,9 +296,9 @@ def _local_steps(force: bool) -> list[str]:
         "INSERT INTO ik_written SELECT s.id, 'inserted', NULL FROM ik_stage s "
         "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)",
         f"INSERT INTO transactions ({cols}) SELECT {cols} FROM ik_stage "
-        "WHERE id IN (SELECT id FROM ik_written WHERE outcome = 'inserted')",
+        "WHERE id IN (SELECT id FROM ik_written WHERE outcome = 'inserted') ORDER BY rowid",
         # the last-synced snapshots move forward only
-        f"INSERT INTO invoicekit_base ({cols}) SELECT {cols} FROM ik_base_stage s WHERE true "
+        f"INSERT INTO invoicekit_base ({cols}) SELECT {cols} FROM ik_base_stage s WHERE true ORDER BY rowid "
         "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _ROW_NAMES if c != "id")
         + " WHERE excluded.version >= invoicekit_base.version",
     ]

@@ -8,16 +8,10 @@ took effect enters ``invoicekit_ops``, so replaying a plan changes nothing.
 from __future__ import annotations
 
 from ..io import _sqlite
-from ..io.local import REQUIRED_TABLES, _ensure_schema
+from ..io.local import REQUIRED_TABLES, ensure_schema
+from ..io.offline_schema import ROW_COLUMNS
 
-LOCAL_TABLES_SQL = [
-    "CREATE TABLE IF NOT EXISTS invoicekit_ops (op_id TEXT PRIMARY KEY, invoice_id TEXT, kind TEXT, "
-    "outcome TEXT, applied_at TEXT)",
-    "CREATE TABLE IF NOT EXISTS invoicekit_quarantine (op_id TEXT PRIMARY KEY, invoice_id TEXT, reason TEXT, at TEXT)",
-]
-
-_ROW_COLS = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
-             "sync_status", "checksum", "version", "currency", "deleted_at"]
+_ROW_COLS = list(ROW_COLUMNS)
 _OP_COLS = ["op_id", "kind", "invoice_id", "expected_local_version", "expected_local_checksum", "new_version",
             "payload_checksum", "deletes", "note", "go"]
 _SET = ", ".join(f"{c} = r.{c}" for c in _ROW_COLS if c not in ("id", "sync_status")) + ", sync_status = 'synced'"
@@ -29,9 +23,7 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
     op_id -> outcome (applied, already_applied, local_changed, skipped)."""
     _sqlite.open_checked(path, tables=REQUIRED_TABLES, integrity=True).close()
     with _sqlite.write_transaction(path) as conn:
-        _ensure_schema(conn)
-        for stmt in LOCAL_TABLES_SQL:
-            conn.execute(stmt)
+        ensure_schema(conn)
         conn.execute(f"CREATE TEMP TABLE ik_ops ({', '.join(_OP_COLS)}, PRIMARY KEY (op_id))")
         conn.execute(f"CREATE TEMP TABLE ik_rows ({', '.join(_ROW_COLS)}, PRIMARY KEY (id))")
         conn.executemany(f"INSERT INTO ik_ops VALUES ({', '.join('?' * len(_OP_COLS))})", ops)

@@ -39,12 +39,12 @@ import pyarrow.compute as pc
 from .. import _duck
 from .._html import frame_html
 from .._normalize import RAW_COLUMNS, normalize
-from ..device import ensure_queue_columns
 from ..errors import InvoicekitError, UsageError, driver_errors, translate
 from ..integrity import verify
 from ..io import _sqlite
 from ..io.central import CentralStore, _central_rows, _require_schema
-from ..io.local import CURRENCY_HINT, REQUIRED_TABLES, _ensure_schema, store_currency
+from ..io.local import CURRENCY_HINT, REQUIRED_TABLES, ensure_schema, store_currency
+from ..io.offline_schema import ROW_COLUMNS
 from ..schema import InvoiceSet
 from ..validate import validate
 from . import _central
@@ -183,13 +183,7 @@ class SyncEngine:
         """Give queue rows written by other software an op id derived from their content."""
         _sqlite.open_checked(self.local, tables=REQUIRED_TABLES, integrity=True).close()
         with _sqlite.write_transaction(self.local) as conn:
-            _ensure_schema(conn)
-            ensure_queue_columns(conn)
-            for stmt in ("CREATE TABLE IF NOT EXISTS invoicekit_quarantine (op_id TEXT PRIMARY KEY, invoice_id TEXT, "
-                         "reason TEXT, at TEXT)",
-                         "CREATE TABLE IF NOT EXISTS invoicekit_quarantined_ops (op_id TEXT PRIMARY KEY, queue_id "
-                         "INTEGER, transaction_id TEXT, operation TEXT, payload TEXT, created_at TEXT)"):
-                conn.execute(stmt)
+            ensure_schema(conn)
             # derived from the queue row's content, so an operation the device queued twice (a
             # resend after a lost acknowledgement) gets one op id: a redelivery, applied once
             conn.create_function("invoicekit_op_id", 1, _content_op_id, deterministic=True)
@@ -433,8 +427,7 @@ _ROW_SQL = ("SELECT CAST(id AS TEXT), CAST(currency AS TEXT), CAST(invoice_numbe
             "CAST(modified_at AS TEXT), CAST(deleted_at AS TEXT), CAST(version AS TEXT), CAST(checksum AS TEXT) "
             "FROM transactions WHERE id IN (SELECT value FROM json_each(?))")
 
-_ROW_COLS = ["id", "invoice_number", "client_data", "line_items", "total_amount", "created_at", "modified_at",
-             "sync_status", "checksum", "version", "currency", "deleted_at"]
+_ROW_COLS = list(ROW_COLUMNS)
 
 
 def _payload_rows(parsed: InvoiceSet) -> list[tuple]:
