@@ -228,6 +228,30 @@ class InvoiceSet:
         lines, _ = explode_lines(pending.filter(pc.is_in(pending.column("id"), value_set=ids)))
         return lines.select(LINE_SCHEMA.names).cast(LINE_SCHEMA)
 
+    def _shown_counts(self) -> tuple[int, int]:
+        """(lines, problems) for display, without parsing deferred line items: a deferred set
+        counts its lines from the JSON arrays' lengths (one DuckDB pass, no numbers parsed),
+        and its problems are the loader's plus line-item text that is no JSON array (problems
+        inside the items, such as a non-numeric quantity, appear once they are parsed)."""
+        _, lines, problems, _, pending = self._state()
+        if pending is None:
+            return len(lines), len(problems)
+        from . import _duck
+
+        con = _duck.connect(p=pending.select(["line_items"]))
+        try:
+            n, bad = con.sql(
+                "WITH v AS (SELECT line_items, CASE WHEN json_valid(line_items) THEN line_items END AS j FROM p) "
+                "SELECT coalesce(sum(CASE WHEN json_type(j) = 'ARRAY' THEN json_array_length(j) END), 0), "
+                "count(*) FILTER (WHERE line_items IS NOT NULL AND coalesce(json_type(j), '') <> 'ARRAY') "
+                "FROM v").fetchall()[0]
+        finally:
+            con.close()
+        return int(n), len(problems) + int(bad)  # text that is no JSON array is a problem already
+
+    def _lines_note(self) -> str:
+        return " (not parsed yet)" if self.lines_deferred else ""
+
     def with_base(self, base: "InvoiceSet | None") -> "InvoiceSet":
         """The same set with ``base`` as its last-synced snapshot."""
         invoices, lines, problems, _, pending = self._state()
@@ -297,16 +321,16 @@ class InvoiceSet:
                 .reset_index()
             )
         out.attrs["deleted"] = int(inv["deleted_at"].notna().sum())
-        out.attrs["lines"] = len(self.lines)
-        out.attrs["problems"] = len(self.problems)
+        out.attrs["lines"], out.attrs["problems"] = self._shown_counts()
+        out.attrs["lines_parsed"] = not self.lines_deferred
         return out
 
     def _repr_html_(self) -> str:
         s = self.summary()
         head = (
             f"<b>InvoiceSet</b>: {len(self.invoices):,} invoices "
-            f"({s.attrs['deleted']:,} deleted), {len(self.lines):,} lines, "
-            f"{len(self.problems):,} load problems"
+            f"({s.attrs['deleted']:,} deleted), {s.attrs['lines']:,} lines{self._lines_note()}, "
+            f"{s.attrs['problems']:,} load problems"
         )
         return head + frame_html(s) + frame_html(self.invoices.head(5), caption="first invoices")
 
@@ -316,7 +340,8 @@ class InvoiceSet:
             fh.write(page("InvoiceSet", self._repr_html_()))
 
     def __repr__(self) -> str:
+        lines, problems = self._shown_counts()
         return (
-            f"InvoiceSet({len(self.invoices):,} invoices, {len(self.lines):,} lines, "
-            f"{len(self.problems):,} problems)"
+            f"InvoiceSet({len(self.invoices):,} invoices, {lines:,} lines{self._lines_note()}, "
+            f"{problems:,} problems)"
         )

@@ -118,10 +118,11 @@ again.results[["central", "local"]].value_counts()"""),
     ("code", """after = ik.reconcile(ik.read_local(work / "device_a.sqlite"), ik.read_central(url))
 {k: v for k, v in after.counts().items() if v}"""),
     ("md", """The central store's append-only audit trail: who, which strategy, versions and checksums
-before and after, one row per applied operation."""),
+before and after, one row per applied operation (the initial `write_central` has its own
+rows, strategy `write_central`, left out here)."""),
     ("code", """with sqlite3.connect(work / "central.sqlite") as conn:
     audit = pd.read_sql("SELECT actor, kind, strategy, before_version, after_version, after_checksum "
-                        "FROM invoicekit_audit", conn)
+                        "FROM invoicekit_audit WHERE strategy <> 'write_central'", conn)  # the sync's rows
 print(len(audit), "audit rows for", len(plan.ops[plan.ops["kind"] == "push"]), "pushes")
 (audit.assign(before_version=audit["before_version"].astype("Int64"))
       .groupby(["actor", "kind", "strategy", "before_version", "after_version"], dropna=False)

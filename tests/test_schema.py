@@ -65,3 +65,17 @@ def test_summary_does_not_overflow_on_large_sums():
     inv["total"] = pd.Series([Decimal("9000000000.00")] * 3, dtype=pd.ArrowDtype(pa.decimal128(12, 2)))
     summary = ik.InvoiceSet(inv, s.lines).summary()
     assert Decimal(str(summary.loc[0, "total"])) == Decimal("27000000000.00")
+
+
+def test_showing_a_loaded_set_does_not_parse_its_line_items(samples_dir):
+    import invoicekit as ik
+
+    s = ik.read_local(samples_dir / "device_b.sqlite")
+    assert s.lines_deferred
+    text, html, attrs = repr(s), s._repr_html_(), s.summary().attrs
+    assert s.lines_deferred  # still deferred after repr, _repr_html_ and summary()
+    assert "not parsed yet" in text and "not parsed yet" in html and attrs["lines_parsed"] is False
+    n_lines = len(s.lines)  # now parsed: the counts shown before were the real ones
+    assert f"{n_lines:,} lines" in text and attrs["lines"] == n_lines
+    assert attrs["problems"] == len(s.problems)
+    assert "not parsed yet" not in repr(s)
