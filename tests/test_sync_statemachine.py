@@ -200,7 +200,7 @@ class SyncMachine(RuleBasedStateMachine):
     def _acknowledge(self, batch: list[dict], outcomes: dict[str, str]) -> None:
         for op in batch:
             if outcomes[op["op_id"]] in ("synced", "already_synced"):
-                self.queue.remove(op)
+                self.queue = [q for q in self.queue if q is not op]  # this row: a resent copy may remain
                 self.acked.add(op["op_id"])
             else:
                 op["status"] = "conflict"
@@ -351,6 +351,23 @@ class SyncMachine(RuleBasedStateMachine):
             op = self.ops[op_id]
             op["status"] = "pending"
             self.queue.append(op)
+
+    @precondition(lambda self: any(op["status"] == "pending" for op in self.queue))
+    @rule(data=st.data())
+    def resend_queued(self, data):
+        """The device queues a pending operation a second time (a resend after a lost
+        acknowledgement): one op id on two queue rows, applied once, the repeat already_synced."""
+        with self.step():
+            op = data.draw(st.sampled_from([q for q in self.queue if q["status"] == "pending"]), label="op")
+            tid, operation, payload, created_at, op_id = op["requeue"]
+            conn = sqlite3.connect(self.path)
+            try:
+                with conn:
+                    conn.execute("INSERT INTO sync_queue (transaction_id, operation, payload, retry_count, created_at, "
+                                 "op_id) VALUES (?, ?, ?, 0, ?, ?)", (tid, operation, payload, created_at, op_id))
+            finally:
+                conn.close()
+            self.queue.append(dict(op))  # a row of its own in the model, same op
 
     # -- invariants ------------------------------------------------------------------------
     @invariant()
