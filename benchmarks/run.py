@@ -61,9 +61,9 @@ SEED = 20261125
 
 # read_central's own SELECT on PostgreSQL, so the raw readers fetch exactly what it fetches
 def _central_select() -> str:
-    from invoicekit.io.central import _PG_SELECT
+    from invoicekit.io.backends.postgres import PG_SELECT
 
-    return _PG_SELECT
+    return PG_SELECT
 
 
 # the same columns as stored, for the pandas baseline (numeric/timestamptz as the driver gives them)

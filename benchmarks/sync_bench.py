@@ -272,7 +272,7 @@ def _sql_timer(acc: dict[str, float]):
         psycopg.Cursor.execute = execute  # type: ignore[method-assign]
 
 
-PG_BATCHES = "PostgreSQL batches (_central.apply_pg), thread time summed over the workers"
+PG_BATCHES = "PostgreSQL batches (PostgresStore.apply_batch), thread time summed over the workers"
 PUSH_WALL = "central push, wall time (_push_central: payload rows + batches)"
 #: apply_sync's pieces timed inside each run; the last two are the offline store's side
 SPLIT_LOCAL = ("local rows for the offline store (_offline_rows)",
@@ -281,13 +281,14 @@ SPLIT_LOCAL = ("local rows for the offline store (_offline_rows)",
 
 def _split_targets() -> list[tuple[Any, str, str]]:
     apply_mod = importlib.import_module("invoicekit.sync.apply")
+    backends = importlib.import_module("invoicekit.io.backends")
     return [
         (sys.modules["invoicekit.validate"], "validate", "validate(pushes, strict=True)"),
-        (apply_mod, "_require_schema", "schema/ledger checks (2 connections)"),
-        (apply_mod, "_require_ledger", "schema/ledger checks (2 connections)"),
+        (backends.CentralStore, "require_schema", "schema/ledger checks (2 connections)"),
+        (backends.CentralStore, "require_ledger", "schema/ledger checks (2 connections)"),
         (apply_mod, "_push_central", PUSH_WALL),
-        (apply_mod, "_push_rows", "payload rows (_push_rows: _central_rows + join)"),
-        (importlib.import_module("invoicekit.sync._central"), "apply_pg", PG_BATCHES),
+        (apply_mod, "_push_rows", "payload rows (_push_rows: central_rows + join)"),
+        (backends.PostgresStore, "apply_batch", PG_BATCHES),
         (apply_mod, "_offline_rows", SPLIT_LOCAL[0]),
         (importlib.import_module("invoicekit.sync._local"), "apply_local", SPLIT_LOCAL[1]),
     ]
@@ -350,7 +351,7 @@ def bench_push(data, repeat: int):
     import psycopg
 
     import invoicekit
-    from invoicekit.io.central import _INV_COLS, _central_rows
+    from invoicekit.io.backends._shared import INV_COLS, central_rows
 
     central_set = data.invoice_set
     n0 = len(central_set)
@@ -429,8 +430,8 @@ def bench_push(data, repeat: int):
         res.measures += [central, m]
 
         # -- baseline: executemany UPDATE of the same rows ------------------------------
-        c_inv, _ = _central_rows(plan.target, text=False)
-        set_cols = [c for c in _INV_COLS if c != "id"]
+        c_inv, _ = central_rows(plan.target, text=False)
+        set_cols = [c for c in INV_COLS if c != "id"]
         pushes = plan.ops[plan.ops["kind"] == "push"].set_index("invoice_id")["expected_central_version"]
         c_inv = c_inv.append_column("expected", pa.array(
             pushes.reindex(pd.Index(c_inv["id"].to_pylist())).astype("int64").to_numpy()))
@@ -489,7 +490,7 @@ def bench_push(data, repeat: int):
     best = timed[m.times.index(m.best)]
     # the batches run on worker threads inside _push_central: their summed thread time
     # overlaps, so "other" counts _push_central's wall time, not the parts inside it
-    inside = ("payload rows (_push_rows: _central_rows + join)", PG_BATCHES)
+    inside = ("payload rows (_push_rows: central_rows + join)", PG_BATCHES)
     other = m.best - sum(v for k, v in best.items() if k not in inside)
     parts = sorted(best.items(), key=lambda kv: -kv[1]) + [("other (ops bookkeeping, tqdm, imports)", other)]
     res.notes.append(f"apply_sync split of its best run ({m.best:.3f} s):")

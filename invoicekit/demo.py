@@ -5,7 +5,10 @@ Steps: load the device stores, validate them, verify checksums, build the centra
 reconcile each device against it, resolve three-way (plus an analyst's decisions), plan,
 sync (twice: the replay changes nothing) and reconcile again; finally a device works
 offline (``LocalStore``) and its queue is drained by the ``SyncEngine``, a redelivered
-operation changing nothing. Everything it writes goes under ``out``; it prints what it did.
+operation changing nothing; last, stores written by other device software (kept rows for
+deletions, resent and unknown operations, nested payloads) are drained and checked.
+Everything it writes goes under ``out``; every run starts from the same state and prints
+the same; it prints what it did.
 """
 
 from __future__ import annotations
@@ -148,6 +151,7 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
                                 "after": {k: v for k, v in after.counts().items() if v}}
 
     _device_side(work / "device_a.sqlite", url, result)
+    _foreign_devices(work, url, result)
 
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
@@ -170,26 +174,10 @@ def _fresh_start(out: Path, *, embedded: bool) -> None:
 def _hard_delete_refusal(url: str, invoice_id: str) -> str | None:
     """Try ``DELETE FROM invoices`` for one id in a transaction that is rolled back either way;
     the store's refusal message, or None if it let the row go."""
-    import sqlite3
-
     from .io.central import CentralStore
 
-    store = CentralStore(url)
     try:
-        if store.dialect == "postgresql":
-            with store.pg() as conn:
-                try:
-                    conn.execute("DELETE FROM invoices WHERE id = %s", (invoice_id,))
-                finally:
-                    conn.rollback()
-        else:
-            conn = sqlite3.connect(store.path, isolation_level=None)
-            try:
-                conn.execute("BEGIN")
-                conn.execute("DELETE FROM invoices WHERE id = ?", (invoice_id,))
-            finally:
-                conn.execute("ROLLBACK")
-                conn.close()
+        CentralStore(url).probe_hard_delete(invoice_id)
     except Exception as exc:  # the refusal is what the demo shows
         return str(exc).splitlines()[0]
     return None
@@ -231,3 +219,29 @@ def _device_side(path: Path, url: str, result: dict) -> None:
     result["device"] = {"drain": {o: int(n) for o, n in first.summary().itertuples(index=False) if n},
                         "redelivered": {o: int(n) for o, n in again.summary().itertuples(index=False) if n}}
 
+
+
+#: stores as other device software writes them (invoicekit.foreign), synced by the demo
+FOREIGN_KINDS = ("kept_row_delete", "resent_ops", "nested_payload", "unknown_ops")
+
+
+def _foreign_devices(work: Path, url: str, result: dict) -> None:
+    """Stores written by other software, each with what the devices' schema leaves open,
+    drained into the central store and checked against their generator's truth."""
+    from .foreign import write_foreign_store
+
+    _say("\n7. Stores written by other device software (made by invoicekit.foreign, not by the toolkit)")
+    result["foreign"] = {}
+    for kind in FOREIGN_KINDS:
+        truth = write_foreign_store(work / f"foreign_{kind}.sqlite", kind=kind, seed=7, n=24)
+        write_central(read_local(truth.write_central_seed(work / f"foreign_{kind}_seed.sqlite")), url)
+        drained = SyncEngine(truth.path, url, actor=f"invoicekit-demo-{kind}").drain()
+        want = truth.expected[truth.expected["present"]].set_index("id")
+        got = read_central(url, where={"id": list(want.index)}, lines=False).invoices.set_index("id").loc[want.index]
+        agree = int(((got["version"].astype(int).to_numpy() == want["version"].astype(int).to_numpy())
+                     & (got["deleted_at"].notna().to_numpy() == want["deleted"].astype(bool).to_numpy())).sum())
+        counts = {o: int(n) for o, n in drained.summary().itertuples(index=False) if n}
+        _say(f"   {kind}: " + ", ".join(f"{o} {n}" for o, n in counts.items())
+             + f"; central matches the truth for {agree}/{len(want)} invoices "
+             f"({int(want['deleted'].sum())} deleted)")
+        result["foreign"][kind] = {"drain": counts, "matching": agree, "invoices": len(want)}

@@ -304,14 +304,14 @@ def test_central_lines_follow_each_push(central, tmp_path):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failed_batch_stops_the_batches_not_yet_started(scenario, central_pg_url, tmp_path, monkeypatch, workers):
-    from invoicekit.sync import _central
+    from invoicekit.io.backends import PostgresStore
 
     ik.init_db(central_pg_url)
     path = setup_device(scenario, central_pg_url, tmp_path)
     plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(central_pg_url))))
     pushes = int((plan.ops["kind"] == "push").sum())
     assert pushes >= 6
-    real, calls = _central.apply_pg, []
+    real, calls = PostgresStore.apply_batch, []
 
     def second_batch_fails(*args, **kwargs):
         calls.append(1)
@@ -319,7 +319,7 @@ def test_a_failed_batch_stops_the_batches_not_yet_started(scenario, central_pg_u
             raise RuntimeError("batch 2 failed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_central, "apply_pg", second_batch_fails)
+    monkeypatch.setattr(PostgresStore, "apply_batch", second_batch_fails)
     with pytest.raises(RuntimeError, match="batch 2 failed"):
         ik.apply_sync(plan, local=path, central=central_pg_url, batch_rows=1, workers=workers)
     with CentralStore(central_pg_url).pg() as conn:
@@ -327,7 +327,7 @@ def test_a_failed_batch_stops_the_batches_not_yet_started(scenario, central_pg_u
     # batch 1, and with two workers at most the batch that ran beside batch 2; never the rest
     assert 1 <= applied <= workers
     assert len(calls) <= workers + 1 < pushes
-    monkeypatch.setattr(_central, "apply_pg", real)
+    monkeypatch.setattr(PostgresStore, "apply_batch", real)
     again = ik.apply_sync(plan, local=path, central=central_pg_url, batch_rows=1, workers=workers)
     assert set(again.results.loc[again.results["kind"] == "push", "central"]) == {"applied", "already_applied"}
     assert int((again.results["central"] == "already_applied").sum()) == applied
@@ -337,19 +337,17 @@ def test_central_lines_with_gapped_line_numbers_keep_exactly_the_payload(central
     """A hand-built payload numbering its lines 1 and 3: central keeps exactly those."""
     import pyarrow as pa
 
-    from invoicekit.io.central import _central_rows
     from invoicekit.samples import make_invoices
-    from invoicekit.sync import _central
 
     ik.init_db(central_pg_url)
     store = CentralStore(central_pg_url)
     s = make_invoices(1, seed=11)
-    inv, lines = _central_rows(s, text=False)
+    inv, lines = store.central_rows(s)
     n = lines.num_rows
     assert n >= 3, "the sample invoice needs three lines"
     create = inv.append_column("op_id", pa.array(["op-create"])).append_column(
         "expected", pa.array([None], pa.int32())).append_column("content_sha", pa.array(["sha-create"]))
-    assert _central.apply_pg(store, create, lines, actor="t", strategy="s")[0] == {"op-create"}
+    assert store.apply_batch(create, lines, actor="t", strategy="s")[0] == {"op-create"}
     keep = pa.array([no != 2 for no in lines.column("line_no").to_pylist()])
     edit = inv.set_column(inv.schema.get_field_index("version"), "version",
                           pa.array([2], inv.schema.field("version").type))
@@ -357,7 +355,7 @@ def test_central_lines_with_gapped_line_numbers_keep_exactly_the_payload(central
                            pa.array(['[{"edited": true}]']))
     edit = edit.append_column("op_id", pa.array(["op-edit"])).append_column(
         "expected", pa.array([1], pa.int32())).append_column("content_sha", pa.array(["sha-edit"]))
-    assert _central.apply_pg(store, edit, lines.filter(keep), actor="t", strategy="s")[0] == {"op-edit"}
+    assert store.apply_batch(edit, lines.filter(keep), actor="t", strategy="s")[0] == {"op-edit"}
     with store.pg() as conn:
         got = [r[0] for r in conn.execute("SELECT line_no FROM invoice_lines ORDER BY line_no")]
     assert got == [no for no in lines.column("line_no").to_pylist() if no != 2]

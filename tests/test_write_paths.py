@@ -7,6 +7,7 @@ central store); the device stores are written row by row as other software does.
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -411,7 +412,7 @@ def test_apply_sync_survives_connections_killed_mid_batch(central_pg_url, tmp_pa
                     return
                 killed.extend(admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'invoicekit' "
-                    "AND pid <> pg_backend_pid() AND state <> 'idle'").fetchall())
+                    "AND datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'").fetchall())
                 done.wait(0.02)
 
     thread = threading.Thread(target=killer)
@@ -461,3 +462,81 @@ def test_cli_currency_option_for_a_store_without_one(tmp_path, capsys):
     assert main(["validate", str(path)]) == 1  # currency missing: reported
     assert "currency" in capsys.readouterr().out
     assert main(["validate", str(path), "--currency", "EUR"]) == 0
+
+
+def test_apply_sync_when_the_server_restarts_mid_run(tmp_path, samples_dir):
+    """A throwaway server restarted while apply_sync pushes: a typed transient error (or
+    success after retries), both stores consistent, and a rerun converges."""
+    import subprocess
+    import threading
+    import time
+
+    from tests.conftest import _as_postgres, _pg_bindir, free_port, throwaway_postgres
+
+    with throwaway_postgres(free_port()) as url:
+        ik.init_db(url)
+        ik.write_central(read_jsonl(samples_dir / "central.jsonl"), url)
+        data_dir = rows(url, "SHOW data_directory")[0][0]
+        path = tmp_path / "device_a.sqlite"
+        shutil.copy(samples_dir / "device_a.sqlite", path)
+        plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(url)),
+                                       strategy="three_way"))
+        pushes = set(plan.ops.loc[plan.ops["kind"] == "push", "op_id"])
+        window = {}
+
+        def restart():
+            time.sleep(0.3)
+            window["from"] = time.monotonic()
+            log = str(Path(data_dir).parent / "server.log")  # the server must not hold our pipes open
+            subprocess.run(_as_postgres([str(_pg_bindir() / "pg_ctl"), "restart", "-w", "-m", "immediate",
+                                         "-D", data_dir, "-l", log]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            window["to"] = time.monotonic()
+
+        thread = threading.Thread(target=restart)
+        thread.start()
+        try:
+            try:
+                first = ik.apply_sync(plan, local=path, central=url, batch_rows=1, workers=1)
+            except ik.StoreUnavailableError as exc:  # typed and transient, never a driver's exception
+                assert exc.transient
+                first = None
+            ended = time.monotonic()
+        finally:
+            thread.join()
+        assert window["from"] < ended, "the restart came after apply_sync had finished"
+        assert "to" in window, "the server did not restart"
+        again = ik.apply_sync(plan, local=path, central=url, batch_rows=2)
+        assert set(again.results.set_index("op_id").loc[list(pushes), "central"]) <= {"applied", "already_applied"}
+        audit = [r[0] for r in rows(url, "SELECT op_id FROM invoicekit_audit WHERE strategy <> 'write_central'")]
+        assert sorted(audit) == sorted(pushes)
+        assert set(ik.reconcile(ik.read_local(path), ik.read_central(url)).status["status"]) <= {
+            "same", "central_only", "conflict"}
+        if first is not None:
+            assert first.ok or not first.conflicts.empty
+
+
+def test_a_stale_pull_is_a_conflict_not_a_write(central, tmp_path):
+    a = device_row(61)
+    path = tmp_path / "stale.sqlite"
+    write_device_store(path, [a], settings={"default_currency": '"EUR"'})
+    ik.write_central(ik.read_local(path), central)
+    ik.write_central(ik.InvoiceSet(edit_central(central, "-c1"), ik.read_central(central).lines), central)
+    plan = ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(path), ik.read_central(central)),
+                                   strategy="three_way"))
+    assert list(plan.ops["kind"]) == ["pull"]
+    ik.write_central(ik.InvoiceSet(edit_central(central, "-c2"), ik.read_central(central).lines), central)
+    before = sqlite3.connect(path).execute("SELECT version, invoice_number FROM transactions").fetchall()
+    result = ik.apply_sync(plan, local=path, central=central)  # planned before the second central edit
+    assert list(result.results["central"]) == ["conflict"] and not result.ok
+    assert sqlite3.connect(path).execute("SELECT version, invoice_number FROM transactions").fetchall() == before
+    _, fresh = sync(path, central)  # planned again: the pull goes through
+    assert fresh.ok and ik.read_local(path).invoices["invoice_number"].iloc[0].endswith("-c2")
+
+
+def edit_central(url, suffix):
+    cen = ik.read_central(url).invoices.copy()
+    cen["version"] = cen["version"] + 1
+    cen["invoice_number"] = cen["invoice_number"] + suffix
+    cen["checksum"] = ik.checksum(cen)
+    return cen

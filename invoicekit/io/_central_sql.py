@@ -139,6 +139,7 @@ POSTGRES = [
     # for the operation it recorded
     [
         "ALTER TABLE invoicekit_ledger ADD COLUMN IF NOT EXISTS content_sha TEXT",
+        "CREATE INDEX IF NOT EXISTS invoicekit_ledger_invoice_idx ON invoicekit_ledger (invoice_id, new_version)",
     ],
 ]
 
@@ -213,11 +214,11 @@ SQLITE = [
     # version 6: as on PostgreSQL
     [
         "ALTER TABLE invoicekit_ledger ADD COLUMN content_sha TEXT",
+        "CREATE INDEX IF NOT EXISTS invoicekit_ledger_invoice_idx ON invoicekit_ledger (invoice_id, new_version)",
     ],
 ]
 
 META = "CREATE TABLE IF NOT EXISTS invoicekit_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
-# canonical invoice column -> central SQL expression (used for reads and `where`)
-CLIENT_NAME = {"postgresql": "client_data->>'name'", "sqlite": "json_extract(client_data_text, '$.name')"}
+# the columns read_central's `where` filters on (client_name: each backend's client_name_sql)
 FILTERABLE = ("id", "invoice_number", "currency", "sync_status", "version", "client_name")

@@ -96,7 +96,7 @@ def kept_deletes_sql(has_deleted_at: bool) -> str:
     to the store first makes it one (:func:`adopt_kept_deletes`)."""
     alive = "t.deleted_at IS NULL" if has_deleted_at else "1"
     return f"""
-SELECT t.id AS id, coalesce(q.created_at, t.modified_at) AS at,
+SELECT t.id AS id, CAST(coalesce(q.created_at, t.modified_at) AS TEXT) AS at,
   CASE WHEN json_valid(q.payload)
             AND CAST(json_extract(q.payload, '$.version') AS INTEGER) > CAST(t.version AS INTEGER)
        THEN CAST(json_extract(q.payload, '$.version') AS INTEGER)
@@ -136,7 +136,7 @@ def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
         ("CAST(modified_at AS TEXT)", "modified_at", "text"),
         (deleted, "deleted_at", "text"),
         ("CAST(version AS TEXT)", "version", "text"),
-        ("CAST(sync_status AS TEXT)", "sync_status", "text"),
+        ("lower(trim(CAST(sync_status AS TEXT)))", "sync_status", "text"),  # 'PENDING', 'Synced' too
         ("CAST(checksum AS TEXT)", "checksum", "text"),
     ]
 
@@ -146,13 +146,13 @@ def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
 _QUEUED_DELETES = """
 (SELECT q.id AS rowid, q.transaction_id AS id, json_extract(q.payload, '$.invoice_number') AS invoice_number,
         json_extract(q.payload, '$.client_data') AS client_data, json_extract(q.payload, '$.line_items') AS line_items,
-        json_extract(q.payload, '$.total_amount') AS total_amount, {currency} AS currency,
+        json_extract(q.payload, '$.total_amount') AS total_amount,
+        coalesce(json_extract(q.payload, '$.currency'), {currency}) AS currency,
         json_extract(q.payload, '$.created_at') AS created_at, q.created_at AS modified_at, q.created_at AS deleted_at,
         coalesce(json_extract(q.payload, '$.version'), 1) AS version, 'pending' AS sync_status,
         json_extract(q.payload, '$.checksum') AS checksum
- FROM sync_queue q
+ FROM (SELECT max(id) AS qid FROM sync_queue GROUP BY transaction_id) m JOIN sync_queue q ON q.id = m.qid
  WHERE q.operation = 'delete' AND json_valid(q.payload)
-   AND q.id = (SELECT max(q2.id) FROM sync_queue q2 WHERE q2.transaction_id = q.transaction_id)
    AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id))
 """
 

@@ -50,11 +50,16 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
             WHERE (o.kind IN ('push', 'pull') AND t.version IS o.new_version AND t.checksum IS o.payload_checksum)
                OR (o.kind = 'push' AND o.deletes AND t.id IS NULL)""")
         # the last-synced snapshot: what central now holds for every push, and every pull taken (a
-        # row edited again since the plan keeps its edit and stays pending, on top of this base)
+        # row edited again since the plan keeps its edit and stays pending, on top of this base).
+        # A push's base is only written over the row the plan saw or its later edits (same or
+        # higher version), or for a row the device removed: never over another lineage's row.
         conn.execute(f"""
             INSERT OR REPLACE INTO invoicekit_base ({', '.join(_ROW_COLS)})
             SELECT {', '.join('r.' + c for c in _ROW_COLS)} FROM ik_rows r JOIN ik_ops o ON o.invoice_id = r.id
-            WHERE o.kind = 'push' OR o.op_id IN (SELECT op_id FROM ik_done)""")
+            LEFT JOIN transactions t ON t.id = r.id
+            WHERE o.op_id IN (SELECT op_id FROM ik_done)
+               OR (o.kind = 'push' AND ((t.id IS NULL AND (o.deletes OR o.expected_local_version IS NULL))
+                                        OR t.version >= o.expected_local_version))""")
         # an invoice settled by a push or a pull leaves the queue: its operations are either what
         # central now holds, or (a pull) what the analyst decided against, refused ones included
         conn.execute("DELETE FROM sync_queue "

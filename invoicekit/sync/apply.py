@@ -1,11 +1,11 @@
 """``apply_sync``: write a :class:`~invoicekit.sync.plan.SyncPlan` to the central and offline stores.
 
 Order: the plan's pushes are validated first (a bad payload raises and nothing is
-written); then the central store, batch by batch (see ``_central``); then the offline
-store in one transaction (see ``_local``). A push whose central version moved since the
-plan is a new conflict: it is not written anywhere. Re-running the same plan, or
-running it again after a crash at any point, changes nothing already done: both sides
-keep a ledger of op ids.
+written); then the central store, batch by batch (its backend's ``apply_batch``, see
+:mod:`invoicekit.io.backends`); then the offline store in one transaction (see ``_local``).
+A push whose central version moved since the plan is a new conflict: it is not written
+anywhere. Re-running the same plan, or running it again after a crash at any point,
+changes nothing already done: both sides keep a ledger of op ids.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import pyarrow as pa
 
 from .. import _duck, _progress
 from .._html import frame_html, page
-from ..errors import InvoicekitError, StoreSchemaError, UsageError, driver_errors, translate
-from ..io.central import CentralStore, _central_rows, _require_schema
+from ..errors import InvoicekitError, UsageError, driver_errors, translate
+from ..io.central import CentralStore
 from ..io.local import _offline_rows, store_identity
 from ..schema import InvoiceSet
-from . import _central, _local
+from . import _local
 from ._content import content_sha
 from .plan import SyncPlan
 
@@ -57,7 +57,7 @@ class SyncResult:
 
     @property
     def conflicts(self) -> pd.DataFrame:
-        """Pushes refused because the central row's version moved since the plan."""
+        """Pushes and pulls refused because the central row's version moved since the plan."""
         return self.results[self.results["central"] == "conflict"].reset_index(drop=True)
 
     @property
@@ -84,11 +84,11 @@ class SyncResult:
             f"{k}/{c}/{lo}={n}" for k, c, lo, n in self.summary().itertuples(index=False)) + ")"
 
 
-def _push_rows(plan: SyncPlan, pushes: pd.DataFrame, *, text: bool) -> tuple[pa.Table, pa.Table]:
+def _push_rows(plan: SyncPlan, pushes: pd.DataFrame, store: CentralStore) -> tuple[pa.Table, pa.Table]:
     ids = set(pushes["invoice_id"])
     target = InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
                         plan.target.lines[plan.target.lines["invoice_id"].isin(ids)])
-    inv, lines = _central_rows(target, text=text)
+    inv, lines = store.central_rows(target)
     canonical = target.invoices_table()
     sha = pa.table({"id": canonical.column("id"), "content_sha": content_sha(canonical)})
     con = _duck.connect(inv=inv, sha=sha, ops=pa.Table.from_pandas(
@@ -128,13 +128,14 @@ def apply_sync(
         validate(InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
                             plan.target.lines[plan.target.lines["invoice_id"].isin(ids)]), strict=True)
     store = CentralStore(central)
-    _require_schema(store)
-    _require_ledger(store)
+    store.require_schema()
+    store.require_ledger()
 
     central_outcome = {op: "not_needed" for op in ops["op_id"]}
     if len(pushes):
         central_outcome.update(_push_central(store, plan, pushes, actor=actor, now=now, batch_rows=batch_rows,
                                              workers=workers, progress=progress))
+    central_outcome.update(_stale_pulls(store, ops[ops["kind"] == "pull"]))
 
     go = ops["op_id"].map(central_outcome).ne("conflict")
     op_rows = list(zip(
@@ -151,10 +152,33 @@ def apply_sync(
     return SyncResult(results.reset_index(drop=True))
 
 
+#: ids per version lookup of the pulls (bound parameters; PostgreSQL takes at most 65,535)
+PULL_CHECK_IDS = 10_000
+
+
+def _stale_pulls(store: CentralStore, pulls: pd.DataFrame) -> dict[str, str]:
+    """Pulls whose central row moved since the plan (another version now): conflicts, not
+    taken, so a stale plan never writes old central content into the device."""
+    if pulls.empty:
+        return {}
+    ids = pulls["invoice_id"].astype(str).tolist()
+    now_at: dict[str, int] = {}
+    for start in range(0, len(ids), PULL_CHECK_IDS):
+        clause, params = store.where_sql({"id": ids[start:start + PULL_CHECK_IDS]})
+        try:
+            found = store.read(clause, params, lines=False).invoices
+        except driver_errors() as exc:
+            raise translate(exc, store=store.display, context="apply_sync") from exc
+        now_at.update(zip(found["id"].astype(str), found["version"].astype(int)))
+    planned = dict(zip(pulls["invoice_id"].astype(str), pulls["new_version"]))
+    return {op: "conflict" for op, inv in zip(pulls["op_id"], pulls["invoice_id"].astype(str))
+            if now_at.get(inv) != planned[inv]}
+
+
 def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, actor: str, now: str,
                   batch_rows: int, workers: int, progress: bool | None) -> dict[str, str]:
     """Write the pushes to the central store in batches; op_id -> applied / already_applied / conflict."""
-    inv, lines = _push_rows(plan, pushes, text=store.dialect == "sqlite")
+    inv, lines = _push_rows(plan, pushes, store)
     starts = range(0, inv.num_rows, batch_rows)
 
     stop = threading.Event()  # set by a failed batch: batches not yet started do nothing
@@ -186,16 +210,12 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
     def apply_once(start: int) -> tuple[list, set, set]:
         part = inv.slice(start, batch_rows)
         part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
-        if store.dialect == "postgresql":
-            applied, already = _central.apply_pg(store, part, part_lines, actor=actor, strategy=plan.strategy)
-        else:
-            applied, already = _central.apply_sqlite(store, part, part_lines, actor=actor,
-                                                     strategy=plan.strategy, now=now)
+        applied, already = store.apply_batch(part, part_lines, actor=actor, strategy=plan.strategy, now=now)
         return part.column("op_id").to_pylist(), applied, already
 
-    # a plan pushes each invoice at most once, so batches touch disjoint rows: PostgreSQL
-    # applies them over `workers` connections at once (each batch its own transaction)
-    n_workers = max(1, min(workers, len(starts))) if store.dialect == "postgresql" else 1
+    # a plan pushes each invoice at most once, so batches touch disjoint rows: the store says
+    # how many it applies at once (PostgreSQL: `workers` connections, each batch its own transaction)
+    n_workers = store.push_workers(workers, len(starts))
     show = progress if progress is not None else len(starts) > 5
     outcome: dict[str, str] = {}
     with ThreadPoolExecutor(n_workers) as pool, _progress.bar(
@@ -230,21 +250,3 @@ def _require_planned_store(plan: SyncPlan, local: str) -> None:
     made = ", ".join(path for path, _ in plan.stores)
     raise UsageError(f"{local}: this plan was made from another offline store ({made}); reconcile and plan "
                      f"from {local} itself to sync it")
-
-
-def _require_ledger(store: CentralStore) -> None:
-    hint = (f"central store {store.display} has no sync ledger (schema older than version 2); "
-            "run `invoicekit db init URL` to upgrade it")
-    if store.dialect == "postgresql":
-        with store.pg() as conn:
-            ok = conn.execute("SELECT to_regclass('invoicekit_ledger') IS NOT NULL").fetchone()[0]
-    else:
-        import sqlite3
-
-        conn = sqlite3.connect(store.path)
-        try:
-            ok = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'invoicekit_ledger'").fetchone()[0] == 1
-        finally:
-            conn.close()
-    if not ok:
-        raise StoreSchemaError(hint, store=store.display, missing=["invoicekit_ledger"])

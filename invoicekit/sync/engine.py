@@ -8,7 +8,7 @@ Per batch:
    failing its checksum or a validation rule, or one without a version is quarantined
    (moved to ``invoicekit_quarantine``, its row marked ``error``) and the rest go on;
 2. the rows are marked ``syncing``;
-3. the central store applies the batch in one transaction (see ``_central``):
+3. the central store applies the batch in one transaction (``CentralStore.apply_batch``):
    ``INSERT ... ON CONFLICT ... WHERE version = expected`` where an ``insert`` expects no
    row and an ``update``/``delete`` expects the version before it; the ledger keyed by op
    id makes a redelivered operation a no-op;
@@ -42,14 +42,13 @@ from .._normalize import RAW_COLUMNS, normalize
 from ..errors import InvoicekitError, UsageError, driver_errors, translate
 from ..integrity import verify
 from ..io import _sqlite
-from ..io.central import CentralStore, _central_rows, _require_schema
+from ..io.central import CentralStore
 from ..io.local import CURRENCY_HINT, REQUIRED_TABLES, ensure_schema, store_currency
 from ..io.offline_schema import ROW_COLUMNS
 from ..schema import InvoiceSet
 from ..validate import validate
-from . import _central
 from ._content import content_sha
-from .apply import _require_ledger, default_actor
+from .apply import default_actor
 
 __all__ = ["SyncEngine", "DrainResult", "OUTCOMES"]
 
@@ -161,7 +160,7 @@ class SyncEngine:
         """Push every queued operation, oldest first; returns the outcome of each."""
         self._prepare()
         done: list[pd.DataFrame] = []
-        _, attempts, error = self._retrying(lambda: (_require_schema(self.central), _require_ledger(self.central)))
+        _, attempts, error = self._retrying(lambda: (self.central.require_schema(), self.central.require_ledger()))
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -195,7 +194,9 @@ class SyncEngine:
         try:
             default_currency = store_currency(conn, self.currency)
             rows = conn.execute(
-                "SELECT id, transaction_id, operation, payload, retry_count, created_at, op_id FROM sync_queue "
+                "SELECT id, CAST(transaction_id AS TEXT), CAST(operation AS TEXT), CAST(payload AS TEXT), "
+                "coalesce(CAST(retry_count AS INTEGER), 0), CAST(created_at AS TEXT), CAST(op_id AS TEXT) "
+                "FROM sync_queue "
                 "WHERE coalesce(status, 'pending') NOT IN ('conflict') ORDER BY id LIMIT ?",
                 (self.batch_size,)).fetchall()
             # the rows themselves: their currency, and the content of deletions queued by reference
@@ -277,11 +278,12 @@ class SyncEngine:
         already: set = set()
         if len(good):
             keep = inv["source_row"].isin(good["source_row"])
-            target = InvoiceSet(inv[keep].reset_index(drop=True),
+            target = InvoiceSet(self._delete_versions(inv[keep].reset_index(drop=True)),
                                 parsed.lines[parsed.lines["invoice_id"].isin(inv["id"][keep])])
-            rows, lines = _central_rows(target, text=self.central.dialect == "sqlite")
+            rows, lines = self.central.central_rows(target)
+            written = target.invoices.set_index("source_row")["version"]
             expected = np.where(good["operation"].to_numpy() == "insert", None,
-                                by_row.loc[good["source_row"], "version"].to_numpy(dtype=object))
+                                written.loc[good["source_row"]].to_numpy(dtype=object))
             meta_tab = pa.table({
                 "id": pa.array(good["id"].tolist(), pa.string()),
                 "op_id": pa.array(good["op_id"].tolist(), pa.string()),
@@ -299,10 +301,8 @@ class SyncEngine:
             self._mark_syncing(good["id"].tolist())
 
             def push():
-                if self.central.dialect == "postgresql":
-                    return _central.apply_pg(self.central, rows, lines, actor=self.actor, strategy="queue")
-                return _central.apply_sqlite(self.central, rows, lines, actor=self.actor, strategy="queue",
-                                             now=datetime.now(timezone.utc).isoformat())
+                return self.central.apply_batch(rows, lines, actor=self.actor, strategy="queue",
+                                                now=datetime.now(timezone.utc).isoformat())
 
             result, attempts, error = self._retrying(push)
             if error is None:
@@ -320,6 +320,37 @@ class SyncEngine:
             if error is None and self.on_batch_committed is not None:
                 self.on_batch_committed(out.copy())
         self._acknowledge(out, quarantined, target_rows=_payload_rows(parsed))
+        return out
+
+    def _delete_versions(self, inv: pd.DataFrame) -> pd.DataFrame:
+        """Deletions whose payload carries the version they delete (the row as it was, the
+        central store's live version) rather than the tombstone's: the tombstone is one
+        version up. Devices use both conventions; the central row tells them apart (one read
+        of the batch's deletions)."""
+        dead = inv[inv["deleted_at"].notna()]
+        if dead.empty:
+            return inv
+        clause, params = self.central.where_sql({"id": dead["id"].astype(str).tolist()})
+        try:
+            now = self.central.read(clause, params, lines=False).invoices
+        except driver_errors() as exc:
+            raise translate(exc, store=self.central.display, context="SyncEngine.drain") from exc
+        now = now.set_index("id")
+        # the live row at the payload's version holding exactly the payload's content (so the
+        # payload is that row, as it was deleted), or (delivered again) its tombstone one up;
+        # a central row that moved on with other content is a conflict, as for any change
+        at = inv["id"].map(now["version"])
+        gone = inv["id"].map(now["deleted_at"].notna()).fillna(False).astype(bool).to_numpy()
+        content = np.ones(len(inv), dtype=bool)
+        for col in ("checksum", "invoice_number", "currency", "total"):
+            content &= (inv["id"].map(now[col]).astype(object) == inv[col].astype(object)).fillna(False).to_numpy()
+        same = inv["deleted_at"].notna().to_numpy() & content & (
+            ((at == inv["version"]).fillna(False).to_numpy() & ~gone)
+            | ((at == inv["version"] + 1).fillna(False).to_numpy() & gone))
+        if not same.any():
+            return inv
+        out = inv.copy()
+        out.loc[same, "version"] = out.loc[same, "version"] + 1
         return out
 
     def _require_currency(self, inv: pd.DataFrame, meta: pd.DataFrame) -> None:

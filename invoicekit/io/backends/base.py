@@ -1,0 +1,237 @@
+"""The interface every central-store backend implements, and the URL -> backend choice.
+
+``CentralStore(url_or_engine)`` parses the URL and returns an instance of the backend
+registered for its SQLAlchemy backend name (``PostgresStore`` for ``postgresql://``,
+``SqliteStore`` for ``sqlite:///``). Everything that differs between dialects is a method
+or class attribute of the backend; code elsewhere asks the store, never tests its dialect.
+Adding a dialect means adding one subclass that sets ``dialect`` and implements the
+abstract methods (declaring it registers it).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Mapping
+
+import pandas as pd
+import pyarrow as pa
+
+from ...errors import StoreSchemaError, UsageError, driver_errors, mask_secrets, translate
+from ...schema import InvoiceSet
+from .. import _central_sql as ddl
+from ._shared import central_rows
+
+__all__ = ["CentralStore", "SCHEMA_VERSION", "backends"]
+
+#: the schema version :meth:`CentralStore.migrate` creates or upgrades to; every backend
+#: numbers its migrations alike (checked when a backend class is declared)
+SCHEMA_VERSION = len(ddl.POSTGRES)
+
+_BACKENDS: dict[str, type[CentralStore]] = {}
+
+
+def backends() -> dict[str, type[CentralStore]]:
+    """The registered backends, by SQLAlchemy backend name."""
+    return dict(_BACKENDS)
+
+
+class CentralStore(abc.ABC):
+    """A central store named by a URL (or SQLAlchemy Engine, or another CentralStore).
+
+    Constructing ``CentralStore(url)`` returns the backend for the URL's dialect. Every
+    store has ``url`` (SQLAlchemy URL), ``display`` (the URL with its password masked)
+    and ``dialect``; a PostgreSQL store also ``libpq`` and ``pg()``, a SQLite one ``path``.
+    """
+
+    #: SQLAlchemy backend name of the URLs this backend serves (the registry key)
+    dialect: ClassVar[str]
+    #: the store's numbered migrations (lists of statements), see ``_central_sql``
+    migrations: ClassVar[list[list[str]]]
+    #: rows travel as text (money and timestamps as strings) rather than typed
+    rows_as_text: ClassVar[bool]
+    #: SQL expression of the invoice's client name, for ``where={"client_name": ...}``
+    client_name_sql: ClassVar[str]
+    #: SQL for an always-false filter (``where`` with an empty list of values)
+    false_sql: ClassVar[str] = "FALSE"
+    #: ``application_name`` of the PostgreSQL sessions this store opens
+    application_name = "invoicekit"
+
+    url: Any
+    display: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "dialect" not in cls.__dict__:
+            return
+        if len(cls.migrations) != SCHEMA_VERSION:
+            raise TypeError(f"{cls.__name__} declares {len(cls.migrations)} migrations; every backend numbers "
+                            f"its migrations alike ({SCHEMA_VERSION})")
+        _BACKENDS[cls.dialect] = cls
+
+    def __new__(cls, url_or_engine: Any) -> CentralStore:
+        """The backend registered for the URL's dialect (a UsageError for any other)."""
+        url = _store_url(url_or_engine)
+        display = url.render_as_string(hide_password=True)
+        name = url.get_backend_name()
+        backend = _BACKENDS.get(name)
+        if backend is None:
+            raise UsageError(f"central store {display}: dialect {name!r} is not supported; "
+                             "use a postgresql:// or sqlite:/// URL")
+        if not issubclass(backend, cls):
+            raise UsageError(f"{cls.__name__} takes a {getattr(cls, 'dialect', '?')} URL; got {display}")
+        self = super().__new__(backend)
+        self.url, self.display = url, display
+        return self
+
+    def __init__(self, url_or_engine: Any) -> None:  # noqa: ARG002 - parsed by __new__, which chose the class
+        self._configure()
+
+    def __getnewargs__(self) -> tuple:
+        return (self.url,)
+
+    def __repr__(self) -> str:
+        return f"CentralStore({self.display})"
+
+    # -- what each backend provides -------------------------------------------------------
+    @abc.abstractmethod
+    def _configure(self) -> None:
+        """Derive the connection details from ``self.url``; a UsageError if they cannot serve."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Create or upgrade the store's tables idempotently; returns the schema version."""
+
+    @abc.abstractmethod
+    def schema_state(self) -> tuple[bool, int | None]:
+        """(has table ``invoices``, highest applied schema version or None without
+        ``invoicekit_schema``), in one query on the happy path."""
+
+    @abc.abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether the store has table ``name``."""
+
+    @abc.abstractmethod
+    def param(self, n: int) -> str:
+        """The placeholder of the ``n``-th (1-based) bound parameter in :meth:`read`'s SQL."""
+
+    @abc.abstractmethod
+    def read(self, clause: str, params: list, *, lines: bool) -> InvoiceSet:
+        """The invoices matching ``clause`` (from :meth:`where_sql`) as an InvoiceSet."""
+
+    @abc.abstractmethod
+    def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
+              progress: bool | None) -> pd.DataFrame:
+        """Compare-and-set write of rows shaped by :meth:`central_rows` in one transaction, with
+        audit rows (``params``: actor, op, now); the per-row outcomes (see ``_write.result_frame``)."""
+
+    @abc.abstractmethod
+    def apply_batch(self, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
+                    now: str | None = None) -> tuple[set, set]:
+        """Apply one batch of sync operations in one transaction (rows from :meth:`central_rows`
+        plus ``op_id``, ``expected``, ``content_sha``); returns (applied op ids, already-applied
+        op ids). ``now`` stamps the ledger and audit where the store has no clock of its own."""
+
+    @abc.abstractmethod
+    def push_workers(self, workers: int, batches: int) -> int:
+        """How many of ``batches`` a push applies at once, given ``workers`` requested."""
+
+    @abc.abstractmethod
+    def probe_hard_delete(self, invoice_id: str) -> None:
+        """Try ``DELETE FROM invoices`` for one id in a transaction rolled back either way;
+        raises the store's refusal (the driver's error) if it refuses."""
+
+    # -- the same on every backend --------------------------------------------------------
+    def central_rows(self, invoice_set: InvoiceSet) -> tuple[pa.Table, pa.Table]:
+        """Invoices and lines of ``invoice_set`` shaped as this store's central tables."""
+        return central_rows(invoice_set, text=self.rows_as_text)
+
+    def require_schema(self) -> None:
+        """Raise StoreSchemaError unless the store has the current schema (``SCHEMA_VERSION``)."""
+        hint = f"central store {self.display} has no table 'invoices'; run `invoicekit db init URL` first"
+        try:
+            has, version = self.schema_state()
+        except driver_errors() as exc:
+            raise translate(exc, store=self.display) from exc
+        if not has:
+            raise StoreSchemaError(hint, store=self.display, missing=["invoices"])
+        if version is None:
+            raise StoreSchemaError(
+                f"central store {self.display} has no schema version table (invoicekit_schema), so its schema "
+                "is unknown; run `invoicekit db init URL` to upgrade it",
+                store=self.display, missing=["invoicekit_schema"], reason="schema_outdated")
+        if version < SCHEMA_VERSION:
+            raise StoreSchemaError(
+                f"central store {self.display} has schema version {version}, older than the version "
+                f"{SCHEMA_VERSION} this invoicekit needs; run `invoicekit db init URL` to upgrade it",
+                store=self.display, missing=[f"migration {v}" for v in range(version + 1, SCHEMA_VERSION + 1)],
+                reason="schema_outdated")
+
+    def require_ledger(self) -> None:
+        """Raise StoreSchemaError unless the store has the sync ledger (schema version 2)."""
+        if not self.has_table("invoicekit_ledger"):
+            raise StoreSchemaError(f"central store {self.display} has no sync ledger (schema older than "
+                                   "version 2); run `invoicekit db init URL` to upgrade it",
+                                   store=self.display, missing=["invoicekit_ledger"])
+
+    def where_sql(self, where: Mapping[str, Any] | None) -> tuple[str, list]:
+        """Equality / IN filters from a mapping, as SQL with bound parameters."""
+        if not where:
+            return "", []
+        clauses, params = [], []
+        for key, value in where.items():
+            if key not in ddl.FILTERABLE:
+                raise UsageError(f"where: cannot filter on {key!r}; allowed: {', '.join(ddl.FILTERABLE)}")
+            col = self.client_name_sql if key == "client_name" else key
+            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+            if not values:
+                clauses.append(self.false_sql)
+                continue
+            marks = []
+            for v in values:
+                params.append(v)
+                marks.append(self.param(len(params)))
+            clauses.append(f"{col} IN ({', '.join(marks)})")
+        return " WHERE " + " AND ".join(clauses), params
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 text."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _store_url(value: Any):
+    """The SQLAlchemy URL a store is named by (a URL, Engine or CentralStore)."""
+    from sqlalchemy.engine import Engine
+
+    if isinstance(value, CentralStore):
+        return value.url
+    if isinstance(value, Engine):
+        return value.url
+    return _parse_url(value)
+
+
+def _parse_url(value: Any):
+    """``value`` (a URL string, path-like or SQLAlchemy URL) as a SQLAlchemy URL; a bare path
+    or a string SQLAlchemy cannot parse is a UsageError saying what would work."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if isinstance(value, URL):
+        return value
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"the central store must be given as a URL (postgresql://user@host/db or "
+                         f"sqlite:///central.sqlite) or a SQLAlchemy Engine; got {type(value).__name__}",
+                         reason="bad_url")
+    text = os.fsdecode(os.fspath(value))
+    shown = mask_secrets(text)
+    if "://" not in text:
+        raise UsageError(f"central store {shown!r} is not a URL; use sqlite:///{shown} or "
+                         "postgresql://user@host/db", reason="bad_url")
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise UsageError(f"central store {shown!r} is not a URL SQLAlchemy can parse ({exc}); use "
+                         "sqlite:///PATH or postgresql://user@host/db", reason="bad_url") from None
+    return url.set(drivername="postgresql") if url.drivername == "postgres" else url

@@ -1,0 +1,404 @@
+"""The PostgreSQL central store: psycopg for writes (``COPY`` into staging tables), ADBC
+(Arrow, binary COPY) for reads; money and timestamps travel typed.
+
+A sync batch (:meth:`PostgresStore.apply_batch`) is one transaction: the payloads go
+through a staging table (COPY), operations already in ``invoicekit_ledger`` are skipped,
+``UPDATE ... FROM`` staging ``WHERE version = expected`` applies the edits and deletions
+(two statements: edits that keep the client text, then those that change it) and one
+``INSERT ... ON CONFLICT (id) DO NOTHING`` the new invoices. Rows whose central version
+moved since the plan (or that appeared meanwhile) are not touched and come back as
+conflicts. Applied operations enter the ledger and the append-only audit trail in the same
+statement, so an operation is applied exactly once even if the caller dies between the
+commit and its acknowledgement.
+
+Why an ``UPDATE`` and not one ``INSERT ... ON CONFLICT DO UPDATE`` for edits: the update
+can return the row as it was (version and checksum before, for the audit) from the same
+index probe, and it needs no per-row subquery for the expected version; see BENCHMARKS.md
+for the measured difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ... import _progress
+from ..._normalize import ITEM_COLUMNS
+from ...errors import MissingDependencyError, translate
+from ...schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
+from .. import _central_sql as ddl
+from .._write import decide_sql, may_update, result_frame
+from ._shared import (
+    CAS_AUDIT,
+    CAS_LINES,
+    CAS_SET,
+    CAS_WRITTEN,
+    CENTRAL_SAME,
+    INV_COLS,
+    LEDGER_HAS_CONTENT,
+    LEDGER_SAME,
+    LINE_COLS,
+    csv_bytes,
+)
+from .base import CentralStore, now_iso
+
+__all__ = ["PostgresStore", "PG_SELECT"]
+
+
+class PostgresStore(CentralStore):
+    """A PostgreSQL central store (``postgresql://`` URL); ``libpq`` is its connection string."""
+
+    dialect = "postgresql"
+    migrations = ddl.POSTGRES
+    rows_as_text = False
+    client_name_sql = "client_data->>'name'"
+
+    libpq: str
+
+    def _configure(self) -> None:
+        self.libpq = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def pg(self, **kwargs: Any):
+        """A psycopg connection (transaction mode)."""
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise MissingDependencyError("psycopg", "postgres") from exc
+        try:
+            return psycopg.connect(self.libpq, **{"application_name": self.application_name, **kwargs})
+        except psycopg.Error as exc:  # unreachable: transient StoreUnavailableError; bad login: StoreError
+            raise translate(exc, store=self.display) from exc
+
+    # -- schema -----------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply the missing migrations in one transaction, one initialiser at a time (advisory lock)."""
+        with self.pg() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(7260417)")  # one initialiser at a time
+            conn.execute(ddl.META)
+            done = {r[0] for r in conn.execute("SELECT version FROM invoicekit_schema")}
+            for version, stmts in enumerate(self.migrations, start=1):
+                if version in done:
+                    continue
+                for stmt in stmts:
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO invoicekit_schema VALUES (%s, %s)", (version, now_iso()))
+        return len(self.migrations)
+
+    def schema_state(self) -> tuple[bool, int | None]:
+        """One query; a second only when ``invoicekit_schema`` is missing."""
+        import psycopg
+
+        with self.pg() as conn:
+            try:
+                has, version = conn.execute(_SCHEMA_SQL).fetchone()
+            except psycopg.errors.UndefinedTable:  # no invoicekit_schema: not made by init_db
+                conn.rollback()
+                has, version = conn.execute(_HAS_TABLE_SQL, ("invoices",)).fetchone()[0], None
+        return bool(has), version
+
+    def has_table(self, name: str) -> bool:
+        """``to_regclass(name)`` on the connection's search path."""
+        with self.pg() as conn:
+            return bool(conn.execute(_HAS_TABLE_SQL, (name,)).fetchone()[0])
+
+    def probe_hard_delete(self, invoice_id: str) -> None:
+        """Refused by the schema's trigger (version 5): psycopg raises its message."""
+        with self.pg() as conn:
+            try:
+                conn.execute("DELETE FROM invoices WHERE id = %s", (invoice_id,))
+            finally:
+                conn.rollback()
+
+    # -- read -------------------------------------------------------------------------------
+    def param(self, n: int) -> str:
+        """ADBC's numbered placeholders (``$1``, ``$2``, ...)."""
+        return f"${n}"
+
+    def read(self, clause: str, params: list, *, lines: bool) -> InvoiceSet:
+        """Through ADBC (Arrow, binary COPY): every column arrives typed, amounts as exact
+        cents; line items are left for the InvoiceSet to parse when first asked for."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc_pg
+        except ImportError as exc:  # pragma: no cover
+            raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
+        with adbc_pg.connect(self.libpq) as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(PG_SELECT + clause, params or None)
+                raw = cur.fetch_arrow_table()
+            finally:
+                cur.close()
+        n = raw.num_rows
+        cols = {name: raw.column(name) for name in raw.column_names}
+        cols["total"] = _cents_to_decimal(cols.pop("total_cents"))
+        cols["source"] = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([self.display]))
+        cols["source_row"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
+        invoices = pa.table({name: cols[name] for name in INVOICE_SCHEMA.names}).cast(INVOICE_SCHEMA)
+        frame = to_frame(invoices, INVOICE_SCHEMA)
+        bad = invoices.filter(pc.invert(raw.column("client_ok").fill_null(False)))
+        problems = to_frame(pa.table({
+            "source": bad.column("source").cast(pa.string()), "source_row": bad.column("source_row"),
+            "id": bad.column("id"), "rule": pa.array(["unparseable_json"] * bad.num_rows, pa.string()),
+            "field": pa.array(["client_data"] * bad.num_rows, pa.string()),
+            "value": pc.utf8_slice_codeunits(bad.column("client_data"), 0, 80),
+            "message": pa.array(["client_data is not a JSON object"] * bad.num_rows, pa.string()),
+        }), PROBLEM_SCHEMA)
+        if not lines:
+            return InvoiceSet(frame, None, problems)
+        return InvoiceSet(frame, None, problems, pending_lines=invoices.select(ITEM_COLUMNS))
+
+    # -- write_central ----------------------------------------------------------------------
+    def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
+              progress: bool | None) -> pd.DataFrame:
+        """Rows ``COPY``'d into staging tables in batches of ``batch_rows``, then merged by
+        writing CTEs whose ``WHERE`` holds the compare-and-set guard."""
+        steps = [_CAS_UPDATE.format(cond=may_update(force), force="TRUE" if force else "FALSE"), _CAS_INSERT]
+        rows = inv.num_rows + lines.num_rows
+        marks = {"now": "%(now)s", "actor": "%(actor)s", "op": "%(op)s"}
+        with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
+                self.pg() as conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
+            cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
+            cur.execute(f"CREATE TEMP TABLE {CAS_WRITTEN} ON COMMIT DROP")
+            for stage, table, cols in (("ik_stage", inv, INV_COLS), ("ik_stage_lines", lines, LINE_COLS)):
+                with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
+                    for batch in table.to_batches(max_chunksize=batch_rows):
+                        copy.write(csv_bytes(pa.Table.from_batches([batch], schema=table.schema)))
+                        bar.update(batch.num_rows)
+            cur.execute("CREATE UNIQUE INDEX ON ik_stage (id)")
+            cur.execute("ANALYZE ik_stage")
+            bar.set_description("write_central: merging invoices")
+            # the rows as they were, for the audit trail (a view of the same snapshot as the update)
+            cur.execute("CREATE TEMP VIEW ik_before AS SELECT id, version, checksum FROM invoices")
+            for sql in steps:
+                cur.execute(sql, params)
+            cur.execute(CAS_AUDIT.format(**marks), params)
+            bar.update(inv.num_rows)
+            bar.set_description("write_central: replacing lines")
+            for sql in CAS_LINES:
+                cur.execute(sql)
+            bar.update(lines.num_rows)
+            cur.execute(decide_sql("ik_written"))
+            results = result_frame(cur.fetchall())
+            cur.execute("DROP VIEW ik_before")
+            bar.set_description("write_central: committing")
+        if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
+            with self.pg(autocommit=True) as conn:
+                conn.execute("ANALYZE invoices, invoice_lines")
+        return results
+
+    # -- sync batches -----------------------------------------------------------------------
+    def push_workers(self, workers: int, batches: int) -> int:
+        """``workers`` connections at once: a plan pushes each invoice at most once, so batches
+        touch disjoint rows (each batch its own transaction)."""
+        return max(1, min(workers, batches))
+
+    def apply_batch(self, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
+                    now: str | None = None) -> tuple[set, set]:
+        """Apply one batch (see the module doc); ``now`` is unused: the server stamps the rows.
+
+        Every join in the batch's statements has an index on its inner side (the central
+        tables' keys, the staging tables' unique indexes), and a batch is small beside the
+        central table, so the planner is told to use nested loops: one index probe per staged
+        row instead of a scan (or a hash) of the whole central table, with no ``ANALYZE`` of
+        the staging tables. Updates that leave every indexed column alone are HOT updates
+        (schema version 4 keeps free space in the central tables' pages).
+        """
+        cols = INV_COLS + ["op_id", "expected", "n_lines", "content_sha"]
+        # line numbers run 1..n per invoice (explode_lines and resolve number them so), which
+        # lets surplus central lines go by number; checked, else the slower set difference
+        counts = lines.group_by("invoice_id").aggregate([("line_no", "max"), ("line_no", "count"),
+                                                        ("line_no", "min")])
+        numbered = counts.num_rows == 0 or (
+            pc.all(pc.equal(counts.column("line_no_max"), counts.column("line_no_count"))).as_py()
+            and pc.min(counts.column("line_no_min")).as_py() == 1)
+        inv = inv.join(counts.select(["invoice_id", "line_no_max"]), "id", "invoice_id").rename_columns(
+            [*inv.column_names, "n_lines"]).sort_by("id")
+        lines = lines.sort_by([("invoice_id", "ascending"), ("line_no", "ascending")])
+        with self.pg() as conn, conn.cursor() as cur:
+            # staging tables in memory (before the session's first temporary table), no JIT
+            # compilation for statements that run once, index probes rather than whole-table joins
+            cur.execute("SET LOCAL temp_buffers = '256MB'")
+            cur.execute("SET LOCAL jit = off")
+            cur.execute("SET LOCAL enable_hashjoin = off")
+            cur.execute("SET LOCAL enable_mergejoin = off")
+            cur.execute("CREATE TEMP TABLE ik_push (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
+            cur.execute("ALTER TABLE ik_push ADD COLUMN op_id TEXT, ADD COLUMN expected INTEGER, "
+                        "ADD COLUMN n_lines INTEGER, ADD COLUMN content_sha TEXT")
+            cur.execute("CREATE TEMP TABLE ik_push_lines (LIKE invoice_lines) ON COMMIT DROP")
+            cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY, op_id TEXT, lines_changed BOOLEAN) "
+                        "ON COMMIT DROP")
+            with cur.copy(f"COPY ik_push ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv_bytes(inv.select(cols)))
+            with cur.copy(f"COPY ik_push_lines ({_LCOLS}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv_bytes(lines.select(LINE_COLS)))
+            cur.execute("CREATE UNIQUE INDEX ON ik_push (id)")
+            cur.execute("CREATE UNIQUE INDEX ON ik_push_lines (invoice_id, line_no)")
+            cur.execute(f"DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id "
+                        f"RETURNING p.op_id, {LEDGER_SAME}")
+            seen = cur.fetchall()
+            already = {r[0] for r in seen if r[1]}
+            params = {"actor": actor, "strategy": strategy}
+            for sql in _PUSH_UPDATES:
+                cur.execute(sql, params)
+            cur.execute(_PUSH_INSERT, params)
+            for sql in _PUSH_LINES if numbered else [_PUSH_LINES[0], _PUSH_DROP_MISSING_LINES]:
+                cur.execute(sql)
+            cur.execute("SELECT op_id FROM ik_applied")
+            applied = {r[0] for r in cur.fetchall()}
+            # a concurrent run of the same plan may have committed these ops while we waited on
+            # their rows; or the central row holds this very change already (under another op id)
+            cur.execute(_PUSH_ALREADY)
+            already |= {r[0] for r in cur.fetchall()}
+        return applied, already
+
+
+# -- schema checks: one query on the happy path ------------------------------------------------
+_SCHEMA_SQL = "SELECT to_regclass('invoices') IS NOT NULL, max(version) FROM invoicekit_schema"
+_HAS_TABLE_SQL = "SELECT to_regclass(%s) IS NOT NULL"
+
+# -- read_central ------------------------------------------------------------------------------
+# PostgreSQL hands every column in its canonical type: the client fields are generated
+# columns, amounts travel as exact integer cents (binary int8) and become decimal128 without
+# any text parsing, timestamps arrive as timestamptz. Nothing is left to parse but the
+# line items, which the InvoiceSet defers. (Client values that are not JSON strings, e.g. a
+# number or a nested object, come out as PostgreSQL renders them: '123.50', '{"a": 1}'.)
+PG_SELECT = (
+    "SELECT id, invoice_number, client_name, client_email, client_address, client_tax_id, "
+    "client_data_text AS client_data, line_items_text AS line_items, currency, "
+    "(total * 100)::int8 AS total_cents, created_at, modified_at, version::int8 AS version, "
+    "sync_status, checksum, deleted_at, jsonb_typeof(client_data) = 'object' AS client_ok FROM invoices"
+)
+
+
+def _cents_to_decimal(cents: pa.ChunkedArray, scale: int = 2, precision: int = 12) -> pa.Array:
+    """Exact int64 minor units -> decimal128(precision, scale), by laying the int64s out as
+    the little-endian int128 unscaled values Arrow stores (no float, no text)."""
+    arr = cents.combine_chunks() if isinstance(cents, pa.ChunkedArray) else cents
+    values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    wide = np.empty((len(values), 2), dtype=np.int64)
+    wide[:, 0] = values
+    wide[:, 1] = values >> 63  # sign extension
+    validity = arr.buffers()[0] if arr.null_count else None
+    if validity is not None and arr.offset:
+        validity = pa.array(arr.is_valid().to_numpy(zero_copy_only=False)).buffers()[1]
+    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(values),
+                                 [validity, pa.py_buffer(wide.tobytes())], null_count=arr.null_count)
+
+
+# -- write_central: compare-and-set (see io/_write.py) ------------------------------------------
+# updates guarded in their own WHERE clause, inserts of ids the store lacks, one audit row per
+# row written (CAS_AUDIT), lines replaced for those rows only (CAS_LINES)
+_CAS_UPDATE = f"""
+WITH upd AS (
+  UPDATE invoices AS i SET {CAS_SET}
+  FROM ik_stage s JOIN ik_before o ON o.id = s.id
+  WHERE i.id = s.id AND {{cond}}
+  RETURNING i.id, o.version AS before_version, o.checksum AS before_checksum, s.deleted_at IS NOT NULL AS del
+)
+INSERT INTO ik_written (id, outcome, before_version, before_checksum, kind)
+SELECT id, 'updated', before_version, before_checksum,
+       CASE WHEN {{force}} THEN 'force_write' WHEN del THEN 'delete' ELSE 'update' END FROM upd
+"""
+_CAS_INSERT = f"""
+WITH ins AS (
+  INSERT INTO invoices ({', '.join(INV_COLS)})
+  SELECT {', '.join(INV_COLS)} FROM ik_stage s WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.id = s.id)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id
+)
+INSERT INTO ik_written (id, outcome, before_version, before_checksum, kind)
+SELECT id, 'inserted', NULL, NULL, 'insert' FROM ins
+"""
+
+# -- sync batches --------------------------------------------------------------------------------
+_COLS = ", ".join(INV_COLS)
+_LCOLS = ", ".join(LINE_COLS)
+_UPD_SET = ", ".join(f"{c} = p.{c}" for c in INV_COLS if c != "id")
+
+# What every applied operation leaves, from a CTE ``done`` (id, op_id, version, checksum,
+# before_version, before_checksum, kind, lines_changed): its ledger row, its audit row, and
+# its id in ``ik_applied`` for the line items step.
+_RECORD = """, led AS (
+  INSERT INTO invoicekit_ledger (op_id, invoice_id, new_version, payload_checksum, content_sha)
+  SELECT op_id, id, version, checksum, content_sha FROM done
+), aud AS (
+  INSERT INTO invoicekit_audit (actor, op_id, invoice_id, kind, strategy, before_version, after_version,
+                                before_checksum, after_checksum)
+  SELECT %(actor)s, op_id, id, kind, %(strategy)s, before_version, version, before_checksum, checksum FROM done
+)
+INSERT INTO ik_applied (id, op_id, lines_changed) SELECT id, op_id, lines_changed FROM done
+"""
+
+# Updates: one index probe per staged row (the planner is steered to nested loops, see
+# apply_batch); ``o`` is the row as it was before this statement (same snapshot), which the
+# audit trail records. A row whose version moved is not matched: it comes back as a conflict.
+# Two statements: edits that keep the client text as it is leave ``client_data_text`` out of
+# the SET list, so PostgreSQL does not recompute the five generated client columns (five JSON
+# parses per row, about a third of the update's CPU); the second statement takes the edits
+# whose client text changed (and only the staged rows the first did not apply).
+_PUSH_UPDATE_SQL = """
+WITH done AS (
+  UPDATE invoices i SET {set}
+  FROM ik_push p JOIN invoices o ON o.id = p.id
+  WHERE i.id = p.id AND p.expected IS NOT NULL AND i.version = p.expected AND {client}
+  RETURNING i.id, p.op_id, p.content_sha, i.version, i.checksum, o.version AS before_version,
+            o.checksum AS before_checksum,
+            CASE WHEN p.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END AS kind,
+            o.line_items_text IS DISTINCT FROM i.line_items_text AS lines_changed
+)"""
+_PUSH_UPDATES = [
+    _PUSH_UPDATE_SQL.format(set=", ".join(f"{c} = p.{c}" for c in INV_COLS if c not in ("id", "client_data_text")),
+                            client="i.client_data_text = p.client_data_text") + _RECORD,
+    _PUSH_UPDATE_SQL.format(set=_UPD_SET, client="i.client_data_text IS DISTINCT FROM p.client_data_text "
+                                                  "AND NOT EXISTS (SELECT 1 FROM ik_applied a WHERE a.id = p.id)")
+    + _RECORD,
+]
+
+# Creates: rows the central store does not have yet (an id it has already is a conflict).
+_PUSH_INSERT = f"""
+WITH ins AS (
+  INSERT INTO invoices ({_COLS})
+  SELECT {_COLS} FROM ik_push p WHERE p.expected IS NULL
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, version, checksum
+), done AS (
+  SELECT ins.id, p.op_id, p.content_sha, ins.version, ins.checksum, NULL::integer AS before_version,
+         NULL::text AS before_checksum,
+         'insert' AS kind, true AS lines_changed
+  FROM ins JOIN ik_push p USING (id)
+)""" + _RECORD
+
+# Line items of applied invoices whose line_items text changed (the toolkit writes the text
+# and the lines together): one MERGE updates the lines that differ in place and inserts new
+# line numbers (unchanged lines are not touched), then lines past the payload's count go.
+_PUSH_LINES = [
+    f"""MERGE INTO invoice_lines l
+        USING (SELECT s.* FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id AND a.lines_changed) s
+        ON l.invoice_id = s.invoice_id AND l.line_no = s.line_no
+        WHEN MATCHED AND (l.description, l.quantity, l.unit_price, l.line_total)
+                         IS DISTINCT FROM (s.description, s.quantity, s.unit_price, s.line_total) THEN
+          UPDATE SET description = s.description, quantity = s.quantity, unit_price = s.unit_price,
+                     line_total = s.line_total
+        WHEN NOT MATCHED THEN
+          INSERT ({_LCOLS}) VALUES ({", ".join("s." + c for c in LINE_COLS)})""",
+    """DELETE FROM invoice_lines l USING ik_applied a JOIN ik_push p ON p.id = a.id
+        WHERE a.lines_changed AND l.invoice_id = a.id AND l.line_no > coalesce(p.n_lines, 0)""",
+]
+
+# the same deletion for payloads whose line numbers are not 1..n (not what the toolkit
+# produces, but a hand-built set may): every line the payload lacks goes
+_PUSH_DROP_MISSING_LINES = """DELETE FROM invoice_lines l USING ik_applied a
+    WHERE a.lines_changed AND l.invoice_id = a.id AND NOT EXISTS (
+      SELECT 1 FROM ik_push_lines s WHERE s.invoice_id = l.invoice_id AND s.line_no = l.line_no)"""
+
+# staged pushes not applied that are redeliveries: by the ledger, or by the central row's content
+_PUSH_ALREADY = (f"SELECT p.op_id FROM ik_push p LEFT JOIN invoicekit_ledger l USING (op_id) "
+                 f"LEFT JOIN invoices i ON i.id = p.id "
+                 f"WHERE NOT EXISTS (SELECT 1 FROM ik_applied a WHERE a.id = p.id) "
+                 f"AND ((l.op_id IS NOT NULL AND {LEDGER_SAME}) "
+                 f"OR (l.op_id IS NULL AND ({CENTRAL_SAME} OR {LEDGER_HAS_CONTENT})))")
