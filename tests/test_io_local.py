@@ -266,3 +266,41 @@ def test_write_local_progress_bar_counts_every_row_and_stays_quiet_for_small_wri
     assert "write_local q.sqlite" in err and "100%" in err
     assert f"{len(s) + synced:.1f}/{len(s) + synced:.1f}" in err  # tqdm's scaled units: 60.0/60.0
     assert dump(path) == dump(tmp_path / "q.sqlite")
+
+
+def test_values_the_central_store_cannot_hold_load_with_their_rows_kept(tmp_path):
+    """NULs, amounts beyond NUMERIC(12,2)/(12,3) (a line total too: DuckDB's 64-bit decimal
+    multiply used to raise OutOfRangeException), years outside 1..9999 and versions >= 2**31
+    never stop the loader: every row loads, the unholdable value is null (or kept, for text and
+    versions) and the problem is listed."""
+    items = lambda q, p, d="x": json.dumps([{"description": d, "quantity": q, "unit_price": p}])  # noqa: E731
+    rows = [
+        device_row(1),
+        device_row(2, invoice_number="N\x00", client_data=json.dumps({"name": "A\x00"})),
+        device_row(3, total_amount=1e13),
+        device_row(4, line_items=items(999999999, 9999999999.99), total_amount=9999999999.99),
+        device_row(5, line_items=items(1e12, 1e12), total_amount=1.0),
+        device_row(6, created_at="0000-01-01T00:00:00", modified_at="10000-01-01T00:00:00"),
+        device_row(7, version=2**31),
+        device_row(8, line_items=items(1, 25.0, "a\x00b")),
+    ]
+    path = tmp_path / "poisoned.sqlite"
+    write_device_store(path, rows, settings={"default_currency": json.dumps("EUR")})
+    s = ik.read_local(path)
+    assert list(s.invoices["source_row"]) == list(range(1, 9))
+    inv = s.invoices.set_index("source_row")
+    assert inv.loc[2, "invoice_number"] == "N\x00" and inv.loc[7, "version"] == 2**31  # kept as they are
+    assert pd.isna(inv.loc[3, "total"]) and str(inv.loc[4, "total"]) == "9999999999.99"
+    assert pd.isna(inv.loc[6, "created_at"]) and pd.isna(inv.loc[6, "modified_at"])
+    lines = s.lines.set_index("invoice_id")
+    assert pd.isna(lines.loc[device_row(4)["id"], "line_total"])
+    assert str(lines.loc[device_row(4)["id"], "quantity"]) == "999999999.000"
+    loaded = set(zip(s.problems["source_row"], s.problems["rule"], s.problems["field"]))
+    assert loaded == {(3, "out_of_range", "total"), (4, "out_of_range", "line_items[1].line_total"),
+                      (5, "out_of_range", "line_items[1].quantity"), (5, "out_of_range", "line_items[1].unit_price"),
+                      (6, "bad_timestamp", "created_at"), (6, "bad_timestamp", "modified_at")}
+    report = ik.validate(s)
+    found = set(zip(report.problems["source_row"], report.problems["rule"], report.problems["field"]))
+    assert found - loaded == {(2, "nul_character", "invoice_number"), (2, "nul_character", "client_data"),
+                              (7, "bad_version", "version"), (8, "nul_character", "line_items[1].description")}
+    assert ik.read_local(path, lines=False).problems["rule"].isin(["out_of_range", "bad_timestamp"]).all()

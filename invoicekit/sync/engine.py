@@ -261,7 +261,10 @@ class SyncEngine:
         other = meta["payload_id"].notna() & (meta["payload_id"] != meta["id"]) & reason.isna()
         reason[other] = ("payload is for invoice " + meta["payload_id"].astype(str).map(repr)
                          + ", not its queue row's " + meta["id"].astype(str).map(repr))[other]
-        reason[meta["source_row"].isin(bad_valid) & reason.isna()] = "payload fails validation"
+        broken = problems.drop_duplicates("source_row").set_index("source_row")
+        why = "payload fails validation: " + broken["rule"].astype(str) + " (" + broken["field"].astype(str) + ")"
+        failing = meta["source_row"].isin(bad_valid) & reason.isna()
+        reason[failing] = meta.loc[failing, "source_row"].map(why).to_numpy()
         reason[meta["source_row"].isin(bad_rows) & reason.isna()] = "payload fails its checksum"
         no_version = by_row["version"].reindex(meta["source_row"]).isna().to_numpy()
         reason[no_version & reason.isna().to_numpy()] = "payload has no version"

@@ -51,6 +51,19 @@ def central_rows(invoice_set: InvoiceSet, *, text: bool) -> tuple[pa.Table, pa.T
     return inv, lines
 
 
+def apply_migrations(conn, migrations: list[list[str]], *, mark: str, now: str) -> int:
+    """Run the migrations not yet recorded in ``invoicekit_schema`` on ``conn`` (a DB-API
+    connection inside the caller's transaction; ``mark`` is its parameter placeholder)."""
+    done = {r[0] for r in conn.execute("SELECT version FROM invoicekit_schema")}
+    for version, stmts in enumerate(migrations, start=1):
+        if version in done:
+            continue
+        for stmt in stmts:
+            conn.execute(stmt)
+        conn.execute(f"INSERT INTO invoicekit_schema VALUES ({mark}, {mark})", (version, now))
+    return len(migrations)
+
+
 def csv_bytes(table: pa.Table) -> bytes:
     """``table`` as headerless CSV, every value quoted (for ``COPY ... FROM STDIN (FORMAT csv)``)."""
     buf = io.BytesIO()

@@ -42,6 +42,7 @@ from ._shared import (
     LEDGER_HAS_CONTENT,
     LEDGER_SAME,
     LINE_COLS,
+    apply_migrations,
     csv_bytes,
 )
 from .base import CentralStore, now_iso
@@ -79,14 +80,7 @@ class PostgresStore(CentralStore):
         with self.pg() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(7260417)")  # one initialiser at a time
             conn.execute(ddl.META)
-            done = {r[0] for r in conn.execute("SELECT version FROM invoicekit_schema")}
-            for version, stmts in enumerate(self.migrations, start=1):
-                if version in done:
-                    continue
-                for stmt in stmts:
-                    conn.execute(stmt)
-                conn.execute("INSERT INTO invoicekit_schema VALUES (%s, %s)", (version, now_iso()))
-        return len(self.migrations)
+            return apply_migrations(conn, self.migrations, mark="%s", now=now_iso())
 
     def schema_state(self) -> tuple[bool, int | None]:
         """One query; a second only when ``invoicekit_schema`` is missing."""

@@ -27,6 +27,7 @@ from ._shared import (
     LEDGER_HAS_CONTENT,
     LEDGER_SAME,
     LINE_COLS,
+    apply_migrations,
 )
 from .base import CentralStore, now_iso
 
@@ -54,14 +55,7 @@ class SqliteStore(CentralStore):
         """Apply the missing migrations in one write transaction (``BEGIN IMMEDIATE``)."""
         with _sqlite.write_transaction(self.path) as conn:
             conn.execute(ddl.META)
-            done = {r[0] for r in conn.execute("SELECT version FROM invoicekit_schema")}
-            for version, stmts in enumerate(self.migrations, start=1):
-                if version in done:
-                    continue
-                for stmt in stmts:
-                    conn.execute(stmt)
-                conn.execute("INSERT INTO invoicekit_schema VALUES (?, ?)", (version, now_iso()))
-        return len(self.migrations)
+            return apply_migrations(conn, self.migrations, mark="?", now=now_iso())
 
     def schema_state(self) -> tuple[bool, int | None]:
         """No file is no table; else one query (a second only without ``invoicekit_schema``)."""
