@@ -540,3 +540,12 @@ def edit_central(url, suffix):
     cen["invoice_number"] = cen["invoice_number"] + suffix
     cen["checksum"] = ik.checksum(cen)
     return cen
+
+
+def test_sync_status_in_any_case_reads_as_the_devices_words(tmp_path):
+    path = tmp_path / "caps.sqlite"
+    write_device_store(path, [device_row(71, sync_status="SYNCED"), device_row(72, sync_status=" Pending")],
+                       settings={"default_currency": '"EUR"'})
+    s = ik.read_local(path)
+    assert list(s.invoices["sync_status"]) == ["synced", "pending"]
+    assert ik.validate(s).ok

@@ -136,7 +136,7 @@ def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
         ("CAST(modified_at AS TEXT)", "modified_at", "text"),
         (deleted, "deleted_at", "text"),
         ("CAST(version AS TEXT)", "version", "text"),
-        ("lower(trim(CAST(sync_status AS TEXT)))", "sync_status", "text"),  # 'PENDING', 'Synced' too
+        ("CAST(sync_status AS TEXT)", "sync_status", "text"),
         ("CAST(checksum AS TEXT)", "checksum", "text"),
     ]
 
@@ -197,6 +197,7 @@ def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | N
     params = [default_currency] if param else []
     raw = _sqlite.select_arrow(path, _select(have, param), "transactions", params)
     raw = raw.append_column("source", _same(path, raw.num_rows))
+    raw = _status_lower(raw)
     if kept:
         raw = _as_tombstones(raw, kept)
     if queued_deletes:
@@ -210,6 +211,18 @@ def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | N
         base = base.append_column("source", _same(f"{path}#base", base.num_rows))
         result = result.with_base(normalize(base, lines=lines))
     return result
+
+
+def _status_lower(raw: pa.Table) -> pa.Table:
+    """``sync_status`` as the devices' lower-case words ('PENDING', ' Synced' read as 'pending',
+    'synced'): two Arrow passes, and the column is only replaced when some value differs."""
+    import pyarrow.compute as pc
+
+    status = raw.column("sync_status")
+    low = pc.utf8_lower(pc.utf8_trim_whitespace(status))
+    if pc.all(pc.equal(low, status)).as_py() is not False:
+        return raw
+    return raw.set_column(raw.schema.get_field_index("sync_status"), "sync_status", low)
 
 
 def _as_tombstones(raw: pa.Table, kept: list[tuple]) -> pa.Table:
