@@ -153,7 +153,8 @@ _QUEUED_DELETES = """
         json_extract(q.payload, '$.checksum') AS checksum
  FROM (SELECT max(id) AS qid FROM sync_queue GROUP BY transaction_id) m JOIN sync_queue q ON q.id = m.qid
  WHERE q.operation = 'delete' AND json_valid(q.payload)
-   AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id))
+   AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id)
+ ORDER BY q.id)
 """
 
 
