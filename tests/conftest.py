@@ -382,6 +382,18 @@ def redis_client(redis_url: str, redis_prefix: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def central(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An initialised central store, once on PostgreSQL (a schema of the run's database) and
+    once as an embedded SQLite file (test modules may override it)."""
+    import invoicekit as ik
+
+    url = (request.getfixturevalue("central_pg_url") if request.param == "postgresql"
+           else f"sqlite:///{tmp_path / 'central.sqlite'}")
+    ik.init_db(url)
+    return url
+
+
 # -- Files --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:

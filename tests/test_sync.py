@@ -11,14 +11,6 @@ from invoicekit.samples import make_scenario, read_jsonl
 from tests._build import dump
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def central(request, tmp_path):
-    url = (request.getfixturevalue("central_pg_url") if request.param == "postgresql"
-           else f"sqlite:///{tmp_path / 'central.sqlite'}")
-    ik.init_db(url)
-    return url
-
-
 @pytest.fixture(scope="module")
 def scenario():
     return make_scenario(n_central=150, new_per_device=6)

@@ -20,14 +20,6 @@ from invoicekit.sync import SyncEngine
 from tests._build import device_row, write_device_store
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def central(request, tmp_path):
-    url = (request.getfixturevalue("central_pg_url") if request.param == "postgresql"
-           else f"sqlite:///{tmp_path / 'central.sqlite'}")
-    ik.init_db(url)
-    return url
-
-
 def rows(url, sql):
     store = CentralStore(url)
     if store.dialect == "postgresql":
