@@ -45,6 +45,29 @@ MAX_VERSION = 2**31 - 1
 TIMESTAMP_RANGE = ("0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00")
 #: SQL: the timestamp before it lies in :data:`TIMESTAMP_RANGE`
 IN_TIMESTAMP_RANGE = f"BETWEEN TIMESTAMPTZ '{TIMESTAMP_RANGE[0]}' AND TIMESTAMPTZ '{TIMESTAMP_RANGE[1]}'"
+#: a number of seconds since 1970-01-01 UTC, as SQLite's ``CAST(x AS TEXT)`` writes an INTEGER or
+#: REAL column (at most 6 decimals: a REAL keeps 15 significant digits, so microseconds of a
+#: REAL epoch are not all kept by the device either); a magnitude of 1e11 and more is read as
+#: milliseconds (1e11 seconds is the year 5138; every millisecond count since March 1973 is
+#: larger)
+EPOCH_PATTERN = r"[+-]?[0-9]{1,15}(\.[0-9]{0,6})?"
+
+
+def timestamptz_sql(expr: str) -> str:
+    """SQL (DuckDB) reading ``expr`` (text) as a TIMESTAMPTZ, or NULL where it is none.
+
+    ISO 8601 text in every form DuckDB's cast takes (``T`` or a space, any fraction, ``Z``,
+    an offset), and epoch numbers (:data:`EPOCH_PATTERN`): devices written by other
+    software store ``created_at`` as ``INTEGER`` or ``REAL`` seconds.
+    """
+    text = f"trim(CAST({expr} AS VARCHAR))"
+    number = f"TRY_CAST({text} AS DECIMAL(21,6))"
+    return (f"coalesce(TRY_CAST({expr} AS TIMESTAMPTZ), "
+            f"CASE WHEN regexp_full_match({text}, '{EPOCH_PATTERN}') "
+            f"THEN TRY(make_timestamp(CAST({number} * CASE WHEN abs({number}) >= 1e11 THEN 1000 ELSE 1000000 END"
+            f" AS BIGINT))::TIMESTAMPTZ) END)")
+
+
 #: a JSON ``\u0000`` escape (an odd number of backslashes before ``u0000``), which PostgreSQL's
 #: ``jsonb`` refuses; the same pattern in DuckDB (RE2) and Python ``re``
 NUL_ESCAPE = r"(^|[^\\])(\\\\)*\\u0000"
@@ -111,9 +134,9 @@ WITH base AS (
     client_json AND NOT {_pg_refuses_json("client_data")} AS client_ok,
     CASE WHEN total_amount IS NOT NULL THEN TRY_CAST(total_amount AS DECIMAL(12,2))
          ELSE TRY_CAST(trim(total_text) AS DECIMAL(12,2)) END AS total_dec,
-    TRY_CAST(created_at AS TIMESTAMPTZ) AS created_any,
-    TRY_CAST(modified_at AS TIMESTAMPTZ) AS modified_any,
-    TRY_CAST(deleted_at AS TIMESTAMPTZ) AS deleted_any
+    {timestamptz_sql("created_at")} AS created_any,
+    {timestamptz_sql("modified_at")} AS modified_any,
+    {timestamptz_sql("deleted_at")} AS deleted_any
   FROM raw
 ), checked AS (
   SELECT *,
@@ -327,7 +350,7 @@ def timestamp_problem(text: str) -> str | None:
     try:
         parsed, inside = con.execute(
             f"SELECT t IS NOT NULL, coalesce(t {IN_TIMESTAMP_RANGE}, false) "
-            "FROM (SELECT TRY_CAST($1 AS TIMESTAMPTZ) AS t)", [text]).fetchone()
+            f"FROM (SELECT {timestamptz_sql('$1')} AS t)", [text]).fetchone()
     finally:
         con.close()
     if not parsed:

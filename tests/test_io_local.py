@@ -304,3 +304,34 @@ def test_values_the_central_store_cannot_hold_load_with_their_rows_kept(tmp_path
     assert found - loaded == {(2, "nul_character", "invoice_number"), (2, "nul_character", "client_data"),
                               (7, "bad_version", "version"), (8, "nul_character", "line_items[1].description")}
     assert ik.read_local(path, lines=False).problems["rule"].isin(["out_of_range", "bad_timestamp"]).all()
+
+
+def test_epoch_numbers_load_as_the_instants_they_count(tmp_path):
+    """Other software stores timestamps as INTEGER or REAL seconds (and milliseconds): they load
+    as those instants, mixed with ISO text in one column, and the LocalStore check takes them."""
+    from invoicekit._normalize import timestamp_problem
+
+    at = pd.Timestamp("2026-03-01T10:00:00.25", tz="UTC")
+    seconds = int(at.timestamp())
+    values = [seconds, at.timestamp(), seconds * 1000, f" {seconds} ", "2026-03-01T10:00:00", -86400, "1.5.2026"]
+    want = [at.floor("s"), at, at.floor("s"), at.floor("s"), at.floor("s"), pd.Timestamp("1969-12-31", tz="UTC"), None]
+    rows = [device_row(i, created_at=v) for i, v in enumerate(values)]
+    path = tmp_path / "epoch.sqlite"
+    write_device_store(path, rows, settings={"currency": "EUR"})
+    s = ik.read_local(path)
+    got = s.invoices.set_index("source_row")["created_at"]
+    for i, w in enumerate(want):
+        v = got.loc[i + 1]
+        assert (pd.isna(v) and w is None) or v == w, (values[i], v, w)
+    assert s.problems.loc[s.problems["field"] == "created_at", "source_row"].tolist() == [7]
+    assert timestamp_problem(str(seconds)) is None
+    assert timestamp_problem("1.5.2026") is not None
+
+
+def test_a_store_setting_names_the_currency_before_the_callers_default(tmp_path):
+    rows = [device_row(i) for i in range(2)]
+    with_setting, without = tmp_path / "chf.sqlite", tmp_path / "none.sqlite"
+    write_device_store(with_setting, rows, settings={"currency": json.dumps("CHF")})
+    write_device_store(without, rows)
+    assert set(ik.read_local(with_setting, currency="EUR").invoices["currency"]) == {"CHF"}
+    assert set(ik.read_local(without, currency="EUR").invoices["currency"]) == {"EUR"}

@@ -51,8 +51,13 @@ def _default_currency(conn: sqlite3.Connection) -> str | None:
 
 
 def store_currency(conn: sqlite3.Connection, given: str | None = None) -> str | None:
-    """The currency for rows that record none: ``given`` (the caller's), else the store's setting."""
-    return given if given is not None else _default_currency(conn)
+    """The currency for rows that record none: the store's setting, else ``given`` (the caller's).
+
+    What the store records wins: a caller's default (one ``--currency`` for many stores)
+    never relabels a store whose settings name its currency.
+    """
+    setting = _default_currency(conn)
+    return setting if setting is not None else given
 
 
 #: how to supply a currency to a store that records none (one line, for errors)
@@ -175,9 +180,9 @@ def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | N
     queued ``delete`` whose row the device kept reads as that row's tombstone (one version up).
 
     ``currency`` is the currency of rows that record none (the devices' schema has no
-    currency column); without it the store's ``app_settings`` key ``currency`` (or
-    ``default_currency``) is used, else such rows load with a null currency, which
-    validation reports and writers refuse.
+    currency column) in a store whose ``app_settings`` key ``currency`` (or
+    ``default_currency``) names none either; what the store records always wins. Without
+    any, such rows load with a null currency, which validation reports and writers refuse.
     """
     path = os.fspath(path)
     conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
