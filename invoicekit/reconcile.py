@@ -32,7 +32,10 @@ How an id present on both sides is classified, in this order:
      (``modified_at``), an edit the device never queued: ``conflict``;
    * local ``synced`` and central version below the local one: central lost a version
      this device saw synced (e.g. a restore): ``local_ahead``;
-   * local ``synced``, same version, different content: ``conflict``.
+   * local ``synced``, same version, different content: ``conflict``;
+   * a local tombstone at central's version holding exactly central's live content: the
+     device deleted that version and queued the row as it was: ``deleted_local`` (it is
+     pushed one version up).
 
 Ids only on the device are ``local_only`` (``deleted_local`` if already tombstoned); ids
 only in the central store are ``central_only`` (the device does not hold them, which is
@@ -66,9 +69,10 @@ IN_SYNC = ("same", "central_only")
 _CONTENT = ("invoice_number", "client_data", "line_items", "total", "currency")
 
 
-def _eq(a: str, b: str) -> str:
+def _eq(a: str, b: str, *, deleted: bool = True) -> str:
     parts = [f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in _CONTENT]
-    parts.append(f"(({a}.deleted_at IS NULL) = ({b}.deleted_at IS NULL))")
+    if deleted:
+        parts.append(f"(({a}.deleted_at IS NULL) = ({b}.deleted_at IS NULL))")
     return "(" + " AND ".join(parts) + ")"
 
 
@@ -92,6 +96,10 @@ WITH j AS (
     {_on('l', 'deleted_at')} AS local_deleted_at, {_on('c', 'deleted_at')} AS central_deleted_at,
     {_on('b', 'deleted_at')} AS base_deleted_at,
     {_eq('l', 'c')} AS lc_eq,
+    -- a deletion that carries the version it deletes: the local tombstone holds exactly the
+    -- live central row's content at the same version (devices queue the row as it was)
+    l.deleted_at IS NOT NULL AND c.deleted_at IS NULL AND l.version = c.version
+      AND {_eq('l', 'c', deleted=False)} AS deletes_central,
     coalesce(b._present, false) AND NOT ({_eq('l', 'b')} AND l.version = b.version) AS local_changed,
     coalesce(b._present, false) AND NOT ({_eq('c', 'b')} AND c.version = b.version) AS central_changed,
     o._ord AS _ord
@@ -112,6 +120,7 @@ SELECT
       CASE WHEN central_deleted_at IS NOT NULL AND base_deleted_at IS NULL THEN 'deleted_central'
            ELSE 'central_ahead' END
     WHEN has_base THEN 'conflict'
+    WHEN deletes_central THEN 'deleted_local'
     WHEN dirty AND central_version < local_version THEN
       CASE WHEN local_deleted_at IS NOT NULL AND central_deleted_at IS NULL THEN 'deleted_local' ELSE 'local_ahead' END
     WHEN dirty THEN 'conflict'
@@ -131,6 +140,7 @@ SELECT
     WHEN has_base AND local_changed THEN 'local changed since base v' || base_version || ', central did not'
     WHEN has_base AND central_changed THEN 'central changed since base v' || base_version || ', local did not'
     WHEN has_base THEN 'differs from central although neither side differs from base v' || base_version
+    WHEN deletes_central THEN 'no base: local deletion of central v' || central_version || ' as it is'
     WHEN dirty AND central_version < local_version THEN
       'no base: local ' || coalesce(local_sync_status, 'NULL') || ' v' || local_version
         || ' edited over central v' || central_version

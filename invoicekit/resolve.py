@@ -141,6 +141,15 @@ def _same_client(side: str) -> str:
     ) + ")"
 
 
+#: SQL (``{p}`` the action row's prefix): the version a push or pull writes. A pull takes
+#: central's; a resolved conflict goes one past both sides; any other push one past
+#: central's, or the device's own when that is higher (a device that edited twice offline
+#: keeps its version, never lowered) or when central has none.
+NEW_VERSION = """CASE WHEN {p}action = 'pull' THEN {p}central_version
+  WHEN {p}status = 'conflict' THEN greatest({p}local_version, {p}central_version) + 1
+  WHEN {p}central_version IS NULL THEN {p}local_version
+  ELSE greatest({p}local_version, {p}central_version + 1) END"""
+
 _MERGED_INVOICES = f"""
 WITH p AS (
   SELECT id,
@@ -185,16 +194,25 @@ HAVING any_value(value) FILTER (WHERE part = 'quantity') IS NOT NULL
 """
 
 
-def _quarantine(actions: pd.DataFrame, local: InvoiceSet) -> pd.DataFrame:
-    """Hold back every invoice whose local row is damaged: it fails its stored checksum or
-    did not parse. Only rows needing action are checked (whole-column, vectorised)."""
+def _quarantine(actions: pd.DataFrame, local: InvoiceSet, target: InvoiceSet) -> pd.DataFrame:
+    """Hold back every invoice whose local row is damaged: it fails its stored checksum, did
+    not parse, or what would be pushed breaks a validation rule (a value the central store
+    cannot hold: NUL characters, a version past its INTEGER, ...). Only rows needing action
+    are checked (whole-column, vectorised)."""
     from .integrity import verify
+    from .validate import validate
 
     involved = actions["id"][actions["action"] != "none"]
     rows = local.invoices[local.invoices["id"].isin(involved)]
     bad_sum = rows["id"][~verify(rows).to_numpy()]
     bad_parse = local.problems["id"].dropna()
+    pushed = actions["id"][actions["action"] == "push"]
+    out_rows = target.invoices[target.invoices["id"].isin(pushed)]
+    broken = validate(InvoiceSet(out_rows, target.lines[target.lines["invoice_id"].isin(pushed)])).problems
+    broken = broken.dropna(subset=["id"]).drop_duplicates("id").set_index("id")
     reason = pd.Series(pd.NA, index=actions.index, dtype="string[pyarrow]")
+    rule = actions["id"].map("local row fails validation: " + broken["rule"] + " (" + broken["field"] + ")")
+    reason[rule.notna().to_numpy()] = rule[rule.notna()]
     reason[actions["id"].isin(bad_parse) & actions["id"].isin(involved)] = "local row does not parse"
     reason[actions["id"].isin(bad_sum)] = "local row fails its checksum"
     hold = reason.notna()
@@ -329,7 +347,7 @@ def resolve(
             ORDER BY id, field""")
         merged_inv = _duck.arrow(con, _MERGED_INVOICES, {"now": now})
         merged_lines = _duck.arrow(con, _MERGED_LINES)
-        actions = _duck.arrow(con, """
+        actions = _duck.arrow(con, f"""
             SELECT a.id, a.status,
               CASE WHEN a.action = 'merge' AND a.id NOT IN (SELECT id FROM merge_ok) THEN 'unresolved'
                    WHEN a.action = 'merge' THEN 'push' ELSE a.action END AS action,
@@ -340,23 +358,17 @@ def resolve(
               CASE
                 WHEN a.action = 'none' THEN NULL
                 WHEN a.action = 'merge' AND a.id NOT IN (SELECT id FROM merge_ok) THEN NULL
-                WHEN a.action = 'pull' THEN a.central_version
-                WHEN a.status = 'conflict' THEN greatest(a.local_version, a.central_version) + 1
-                WHEN a.central_version IS NULL THEN a.local_version
-                ELSE a.central_version + 1
+                ELSE {NEW_VERSION.format(p='a.')}
               END AS new_version
             FROM act a ORDER BY a.id""")
-        whole = _duck.arrow(con, """
+        whole = _duck.arrow(con, f"""
             SELECT x.* REPLACE (a.new_version AS version, 'synced' AS sync_status,
                    CASE WHEN a.status = 'conflict' AND a.action = 'push' THEN $now::TIMESTAMPTZ ELSE x.modified_at END
                      AS modified_at)
             FROM (SELECT 'local' AS side, * FROM loc UNION ALL BY NAME SELECT 'central' AS side, * FROM cen
                   UNION ALL BY NAME SELECT 'base' AS side, * FROM bas) x
             JOIN (SELECT id, action, winner, status,
-                         CASE WHEN action = 'pull' THEN central_version
-                              WHEN status = 'conflict' THEN greatest(local_version, central_version) + 1
-                              WHEN central_version IS NULL THEN local_version
-                              ELSE central_version + 1 END AS new_version
+                         {NEW_VERSION.format(p='')} AS new_version
                   FROM act WHERE action IN ('push', 'pull')) a
               ON a.id = x.id AND a.winner = x.side""", {"now": now})
         whole_lines = _duck.arrow(con, """
@@ -373,7 +385,7 @@ def resolve(
     whole_set = InvoiceSet.from_arrow(whole.select(INVOICE_SCHEMA.names).cast(INVOICE_SCHEMA), whole_lines)
     target = InvoiceSet.concat([whole_set, merged] if merged is not None else [whole_set])
     target.invoices["sync_status"] = "synced"
-    actions = _quarantine(actions.to_pandas(types_mapper=pd.ArrowDtype), local)
+    actions = _quarantine(actions.to_pandas(types_mapper=pd.ArrowDtype), local, target)
     held = actions["id"][actions["action"] == "quarantine"]
     target = InvoiceSet(target.invoices[~target.invoices["id"].isin(held)],
                         target.lines[~target.lines["invoice_id"].isin(held)])

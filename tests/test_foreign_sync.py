@@ -50,3 +50,38 @@ def test_a_foreign_store_drains_to_its_truth(kind, seed, dialect, tmp_path, requ
         assert (have["currency"].astype(str).to_numpy()[~known] == currency).all()
     assert not ik.tampered(ik.read_central(central).invoices).shape[0]
     assert pd.Series(got).isin(["synced", "already_synced", "quarantined"]).all()
+
+
+#: kinds whose rows say what their queue says (in the others the queue alone is wrong: an
+#: unknown operation, a payload for another id, a payload altered after checksumming), so
+#: reconcile -> resolve -> plan -> apply_sync, which reads rows, reaches the same truth
+ROW_KINDS = ["kept_row_delete", "removed_row_delete", "no_currency", "currency_setting", "resent_ops",
+             "timestamps", "poisoned"]
+
+
+@pytest.mark.parametrize(("kind", "seed"), [(kind, seed) for kind in ROW_KINDS for seed in (0, 1)])
+def test_a_foreign_store_reconciled_and_applied_reaches_its_truth(kind, seed, tmp_path):
+    """The analyst's path: deletions the device queued with the row as it was (kept or removed)
+    are deletions one version up, never conflicts; a device's own version is never lowered;
+    rows the central store cannot hold are quarantined and the rest applied."""
+    truth = write_foreign_store(tmp_path / f"{kind}.sqlite", kind=kind, seed=seed)
+    central = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    ik.init_db(central)
+    currency = "EUR" if kind == "no_currency" else None
+    ik.write_central(ik.read_local(truth.write_central_seed(tmp_path / "seed.sqlite"), currency=currency), central)
+
+    rec = ik.reconcile(ik.read_local(truth.path, currency=currency), central)
+    assert rec.counts()["conflict"] == 0, rec.status[rec.status["status"] == "conflict"]
+    res = ik.resolve(rec)
+    result = ik.apply_sync(ik.plan_sync(res), local=truth.path, central=central)
+    assert result.ok
+
+    state = ik.read_central(central, lines=False).invoices.set_index("id")
+    want = truth.expected[truth.expected["present"]].set_index("id")
+    assert set(state.index) == set(want.index)
+    have = state.loc[want.index]
+    assert (have["version"].astype(int).to_numpy() == want["version"].astype(int).to_numpy()).all()
+    assert (have["deleted_at"].notna().to_numpy() == want["deleted"].astype(bool).to_numpy()).all()
+    held = res.actions[res.actions["action"] == "quarantine"]
+    assert (kind == "poisoned") == (len(held) > 0)
+    assert held["quarantine_reason"].str.startswith("local row ").all()

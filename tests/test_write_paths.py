@@ -541,3 +541,97 @@ def test_sync_status_in_any_case_reads_as_the_devices_words(tmp_path):
     s = ik.read_local(path)
     assert list(s.invoices["sync_status"]) == ["synced", "pending"]
     assert ik.validate(s).ok
+
+
+# -- two devices, two processes, one central store ---------------------------------------------
+
+def _apply_in_process(plan_file, local, central, start, out_file):
+    """Worker: wait for the start signal, apply a pickled plan, pickle the result's frame."""
+    import pickle
+
+    with open(plan_file, "rb") as f:
+        plan = pickle.load(f)
+    start.wait(30)
+    result = ik.apply_sync(plan, local=local, central=central, batch_rows=4)
+    result.results.to_pickle(out_file)
+
+
+def _two_devices(tmp_path, central, n=24, new=4):
+    base = [device_row(100 + i) for i in range(n)]
+    paths = {name: tmp_path / f"{name}.sqlite" for name in "ab"}
+    for path in paths.values():
+        write_device_store(path, base, settings={"currency": '"EUR"'})
+    ik.write_central(ik.read_local(paths["a"]), central)
+    edits = {"a": range(0, 16), "b": range(8, n)}  # 8..15 edited on both devices
+    for name, path in paths.items():
+        conn = sqlite3.connect(path)
+        for i in edits[name]:
+            row = device_row(100 + i, invoice_number=f"{name.upper()}-{i}", version=2, sync_status="pending")
+            conn.execute("UPDATE transactions SET invoice_number = ?, checksum = ?, version = 2, "
+                         "sync_status = 'pending' WHERE id = ?", (row["invoice_number"], row["checksum"], row["id"]))
+        for j in range(new):
+            row = device_row((1000 if name == "a" else 2000) + j, sync_status="pending")
+            conn.execute(f"INSERT INTO transactions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+        conn.commit()
+        conn.close()
+    return paths, edits
+
+
+def test_two_devices_applying_at_once_lose_nothing_and_apply_nothing_twice(central_pg_url, tmp_path):
+    """Device A and device B plan against the same central state and apply in two processes
+    at the same moment, in small batches: every invoice only one of them changed is applied;
+    an invoice both changed is applied for exactly one and a conflict for the other (never
+    both, never neither); no op is audited twice; a second round settles the rest."""
+    import multiprocessing
+    import pickle
+
+    central = central_pg_url
+    ik.init_db(central)
+    paths, edits = _two_devices(tmp_path, central)
+    plans = {n: ik.plan_sync(ik.resolve(ik.reconcile(ik.read_local(p), ik.read_central(central)),
+                                        strategy="three_way")) for n, p in paths.items()}
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = []
+    for name, path in paths.items():
+        plan_file = tmp_path / f"{name}.plan"
+        plan_file.write_bytes(pickle.dumps(plans[name]))
+        procs.append(ctx.Process(target=_apply_in_process,
+                                 args=(str(plan_file), str(path), central, start, str(tmp_path / f"{name}.out"))))
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    got = {n: pd.read_pickle(tmp_path / f"{n}.out").set_index("invoice_id") for n in "ab"}
+    both = [device_row(100 + i)["id"] for i in set(edits["a"]) & set(edits["b"])]
+    only = {n: [device_row(100 + i)["id"] for i in set(edits[n]) - set(edits["ab".replace(n, "")])] for n in "ab"}
+    for n in "ab":
+        pushes = got[n][got[n]["kind"] == "push"]
+        assert (pushes.loc[only[n], "central"] == "applied").all()
+    outcome = pd.concat([got[n].loc[both, "central"] for n in "ab"], axis=1)
+    assert ((outcome == "applied").sum(axis=1) == 1).all(), outcome
+    assert ((outcome == "conflict").sum(axis=1) == 1).all(), outcome
+    audited = rows(central, "SELECT op_id FROM invoicekit_audit WHERE strategy <> 'write_central'")
+    assert len(audited) == len({r[0] for r in audited})
+    state = ik.read_central(central, lines=False).invoices.set_index("id")
+    assert len(state) == 24 + 8
+    edited = [device_row(100 + i)["id"] for i in set(edits["a"]) | set(edits["b"])]
+    assert (state.loc[edited, "version"] == 2).all()  # one version per applied change: contiguous
+    applied = pd.concat([got[n][got[n]["central"] == "applied"] for n in "ab"])
+    assert {r[0] for r in audited} == set(applied["op_id"])  # audit complete, nothing else in it
+    winner = {i: "a" if outcome.loc[i].iloc[0] == "applied" else "b" for i in both}
+    for i in both:
+        assert state.loc[i, "invoice_number"].startswith(winner[i].upper()), (i, state.loc[i, "invoice_number"])
+    # the loser's conflicts are settled by a decision and pushed; afterwards both converge
+    loser_ids = {n: [i for i in both if winner[i] != n] for n in "ab"}
+    for n, path in paths.items():
+        rec = ik.reconcile(ik.read_local(path), central)
+        assert set(rec.status.loc[rec.status["status"] == "conflict", "id"]) == set(loser_ids[n])
+        res = ik.resolve(rec, strategy="prefer_local")
+        assert ik.apply_sync(ik.plan_sync(res), local=path, central=central).ok
+    for path in paths.values():
+        assert ik.reconcile(ik.read_local(path), central).counts()["conflict"] == 0
+    assert (ik.read_central(central, lines=False).invoices.set_index("id").loc[both, "version"] == 3).all()

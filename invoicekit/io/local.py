@@ -148,15 +148,22 @@ def _select(have: set[str], currency_param: bool) -> list[tuple[str, str, str]]:
 
 # A legacy device that deletes a row outright leaves only its queued 'delete' operation;
 # that operation becomes a tombstone row, so the deletion reaches reconcile and is not lost.
+# Its version is the payload's, one up when an earlier queued insert or update carried that
+# same version (the device queued the row it deleted, as it was: the deletion is a change).
 _QUEUED_DELETES = """
 (SELECT q.id AS rowid, q.transaction_id AS id, json_extract(q.payload, '$.invoice_number') AS invoice_number,
         json_extract(q.payload, '$.client_data') AS client_data, json_extract(q.payload, '$.line_items') AS line_items,
         json_extract(q.payload, '$.total_amount') AS total_amount,
         coalesce(json_extract(q.payload, '$.currency'), {currency}) AS currency,
         json_extract(q.payload, '$.created_at') AS created_at, q.created_at AS modified_at, q.created_at AS deleted_at,
-        coalesce(json_extract(q.payload, '$.version'), 1) AS version, 'pending' AS sync_status,
-        json_extract(q.payload, '$.checksum') AS checksum
+        coalesce(json_extract(q.payload, '$.version'), 1) + (e.first_qid IS NOT NULL) AS version,
+        'pending' AS sync_status, json_extract(q.payload, '$.checksum') AS checksum
  FROM (SELECT max(id) AS qid FROM sync_queue GROUP BY transaction_id) m JOIN sync_queue q ON q.id = m.qid
+ LEFT JOIN (SELECT transaction_id AS tid, CAST(json_extract(payload, '$.version') AS INTEGER) AS v,
+                   min(id) AS first_qid
+            FROM sync_queue WHERE operation IN ('insert', 'update') AND json_valid(payload) GROUP BY 1, 2) e
+   ON e.tid = q.transaction_id AND e.v = CAST(json_extract(q.payload, '$.version') AS INTEGER)
+      AND e.first_qid < q.id
  WHERE q.operation = 'delete' AND json_valid(q.payload)
    AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = q.transaction_id)
  ORDER BY q.id)
@@ -290,17 +297,20 @@ WRITE_BATCH_ROWS = 50_000
 
 _ROW_NAMES = ROW_COLUMNS
 
-# compare-and-set on the offline store (see invoicekit.io._write): the same rule as central
-_LOCAL_SAME = """(t.version = s.version AND t.checksum IS s.checksum AND t.invoice_number IS s.invoice_number
-  AND t.client_data IS s.client_data AND t.line_items IS s.line_items AND t.total_amount = s.total_amount
+# compare-and-set on the offline store (see invoicekit.io._write): the same rule as central;
+# versions and totals compared as numbers (other software's untyped columns may hold text)
+_LOCAL_SAME = """(CAST(t.version AS INTEGER) = s.version AND t.checksum IS s.checksum
+  AND t.invoice_number IS s.invoice_number AND t.client_data IS s.client_data AND t.line_items IS s.line_items
+  AND CAST(t.total_amount AS REAL) = CAST(s.total_amount AS REAL)
   AND t.currency IS s.currency AND (t.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
 _LOCAL_MAY = """(({force} AND NOT {same})
-  OR (s.version > t.version AND NOT (t.deleted_at IS NOT NULL AND s.deleted_at IS NULL)))"""
+  OR (s.version > CAST(t.version AS INTEGER) AND NOT (t.deleted_at IS NOT NULL AND s.deleted_at IS NULL)))"""
 _LOCAL_DECIDE = f"""
 SELECT s.id, coalesce(w.outcome, CASE WHEN {_LOCAL_SAME} THEN 'unchanged' ELSE 'refused' END),
-  CASE WHEN w.outcome IS NOT NULL OR {_LOCAL_SAME} THEN NULL WHEN s.version < t.version THEN 'lower_version'
-       WHEN s.version = t.version THEN 'same_version_other_content' ELSE 'tombstone' END,
-  s.version, CASE WHEN w.id IS NOT NULL THEN w.before_version ELSE t.version END
+  CASE WHEN w.outcome IS NOT NULL OR {_LOCAL_SAME} THEN NULL
+       WHEN s.version < CAST(t.version AS INTEGER) THEN 'lower_version'
+       WHEN s.version = CAST(t.version AS INTEGER) THEN 'same_version_other_content' ELSE 'tombstone' END,
+  s.version, CASE WHEN w.id IS NOT NULL THEN w.before_version ELSE CAST(t.version AS INTEGER) END
 FROM ik_stage s LEFT JOIN transactions t ON t.id = s.id LEFT JOIN ik_written w ON w.id = s.id ORDER BY s.id"""
 
 

@@ -1,7 +1,8 @@
 """Local side of ``apply_sync``: acknowledge pushes, take pulls, flag and quarantine, in one transaction.
 
 The local row is only written when it is still exactly what the plan saw (same version
-and checksum); a row edited meanwhile is left for the next sync. Every operation that
+and checksum); a row edited meanwhile is left for the next sync. Versions are compared as
+integers: other software's stores may hold them as text (an untyped column). Every operation that
 took effect enters ``invoicekit_ops``, so replaying a plan changes nothing.
 """
 
@@ -31,7 +32,8 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
         already = {r[0] for r in conn.execute(
             "SELECT op_id FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops)")}
         conn.execute("DELETE FROM ik_ops WHERE op_id IN (SELECT op_id FROM invoicekit_ops) OR NOT go")
-        unchanged = ("t.version IS o.expected_local_version AND t.checksum IS o.expected_local_checksum")
+        unchanged = ("CAST(t.version AS INTEGER) IS o.expected_local_version "
+                     "AND t.checksum IS o.expected_local_checksum")
         # pushes acknowledged and pulls taken, where the local row is as planned
         conn.execute(f"""
             UPDATE transactions AS t SET {_SET}
@@ -47,7 +49,8 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
             CREATE TEMP TABLE ik_done AS
             SELECT o.op_id, o.invoice_id, o.kind FROM ik_ops o
             LEFT JOIN transactions t ON t.id = o.invoice_id
-            WHERE (o.kind IN ('push', 'pull') AND t.version IS o.new_version AND t.checksum IS o.payload_checksum)
+            WHERE (o.kind IN ('push', 'pull') AND CAST(t.version AS INTEGER) IS o.new_version
+                   AND t.checksum IS o.payload_checksum)
                OR (o.kind = 'push' AND o.deletes AND t.id IS NULL)""")
         # the last-synced snapshot: what central now holds for every push, and every pull taken (a
         # row edited again since the plan keeps its edit and stays pending, on top of this base).
@@ -59,7 +62,7 @@ def apply_local(path: str, ops: list[tuple], rows: list[tuple], *, now: str) -> 
             LEFT JOIN transactions t ON t.id = r.id
             WHERE o.op_id IN (SELECT op_id FROM ik_done)
                OR (o.kind = 'push' AND ((t.id IS NULL AND (o.deletes OR o.expected_local_version IS NULL))
-                                        OR t.version >= o.expected_local_version))""")
+                                        OR CAST(t.version AS INTEGER) >= o.expected_local_version))""")
         # an invoice settled by a push or a pull leaves the queue: its operations are either what
         # central now holds, or (a pull) what the analyst decided against, refused ones included
         conn.execute("DELETE FROM sync_queue "

@@ -424,7 +424,8 @@ class SyncEngine:
                   AND sync_status IS NOT 'synced'
                   AND NOT EXISTS (SELECT 1 FROM sync_queue q WHERE q.transaction_id = transactions.id)
                   AND EXISTS (SELECT 1 FROM invoicekit_base b WHERE b.id = transactions.id
-                              AND b.version = transactions.version AND b.checksum IS transactions.checksum)""")
+                              AND b.version = CAST(transactions.version AS INTEGER)
+                              AND b.checksum IS transactions.checksum)""")
             conn.execute("UPDATE sync_queue SET status = 'conflict' "
                          "WHERE id IN (SELECT queue_id FROM ik_out WHERE outcome = 'conflict')")
             conn.execute("UPDATE sync_queue SET status = 'error', retry_count = retry_count + 1, "
