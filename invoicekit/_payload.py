@@ -22,7 +22,7 @@ WITH agg AS (
                       || ', "quantity": ' || pyfloat(quantity, 3)
                       || ', "unit_price": ' || pyfloat(unit_price, 2) || '}', ', ' ORDER BY line_no) || ']'
       AS line_items,
-    sum(line_total)::DECIMAL(12,2) AS total
+    TRY_CAST(sum(line_total) AS DECIMAL(12,2)) AS total  -- NULL beyond NUMERIC(12,2): validation names it
   FROM ln GROUP BY invoice_id
 )
 SELECT inv.* REPLACE (agg.line_items AS line_items, agg.total AS total)

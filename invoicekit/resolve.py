@@ -211,7 +211,7 @@ def _quarantine(actions: pd.DataFrame, local: InvoiceSet, target: InvoiceSet) ->
     broken = validate(InvoiceSet(out_rows, target.lines[target.lines["invoice_id"].isin(pushed)])).problems
     broken = broken.dropna(subset=["id"]).drop_duplicates("id").set_index("id")
     reason = pd.Series(pd.NA, index=actions.index, dtype="string[pyarrow]")
-    rule = actions["id"].map("local row fails validation: " + broken["rule"] + " (" + broken["field"] + ")")
+    rule = actions["id"].map("the invoice to push fails validation: " + broken["rule"] + " (" + broken["field"] + ")")
     reason[rule.notna().to_numpy()] = rule[rule.notna()]
     reason[actions["id"].isin(bad_parse) & actions["id"].isin(involved)] = "local row does not parse"
     reason[actions["id"].isin(bad_sum)] = "local row fails its checksum"

@@ -635,3 +635,32 @@ def test_two_devices_applying_at_once_lose_nothing_and_apply_nothing_twice(centr
     for path in paths.values():
         assert ik.reconcile(ik.read_local(path), central).counts()["conflict"] == 0
     assert (ik.read_central(central, lines=False).invoices.set_index("id").loc[both, "version"] == 3).all()
+
+
+def test_a_merge_whose_total_the_central_store_cannot_hold_is_quarantined_not_a_crash(tmp_path):
+    """Each side's total fits NUMERIC(12,2); the merged lines' sum does not: the invoice is held
+    back with the rule named (no DuckDB error escapes), both stores keep what they had."""
+    line = {"description": "A", "quantity": 1, "unit_price": 4_000_000_000.00}
+    path = tmp_path / "a.sqlite"
+    write_device_store(path, [device_row(1, line_items=json.dumps([line]), total_amount=4e9)],
+                       settings={"currency": '"EUR"'})
+    central = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    ik.init_db(central)
+    ik.write_central(ik.read_local(path), central)
+    for side, name in ((path, "B"), (tmp_path / "other.sqlite", "C")):  # both sides add a line
+        row = device_row(1, line_items=json.dumps([line, {**line, "description": name}]), total_amount=8e9, version=2)
+        if side == path:
+            conn = sqlite3.connect(path)
+            conn.execute("UPDATE transactions SET line_items = ?, total_amount = ?, checksum = ?, version = 2, "
+                         "sync_status = 'pending'", (row["line_items"], row["total_amount"], row["checksum"]))
+            conn.commit()
+            conn.close()
+        else:
+            write_device_store(side, [row], settings={"currency": '"EUR"'})
+            ik.write_central(ik.read_local(side), central)
+    before = central_state(central)
+    res = ik.resolve(ik.reconcile(ik.read_local(path), central), strategy="merge_fields")
+    assert res.actions["action"].tolist() == ["quarantine"]
+    assert "fails validation" in res.actions["quarantine_reason"].iloc[0]
+    ik.apply_sync(ik.plan_sync(res), local=path, central=central)
+    assert central_state(central).equals(before)
