@@ -1,0 +1,163 @@
+"""A hypothesis state machine for the analyst's path: plans made, kept, and applied late.
+
+The device (a real :class:`~invoicekit.device.LocalStore` file) and the central store (a real
+embedded SQLite central store) are edited in any order; analysts make plans
+(``reconcile`` -> ``resolve`` -> ``plan_sync``) and apply them whenever they like, the same
+plan twice, or a plan made before later edits on either side (a *stale* plan); the device's
+own ``SyncEngine`` drains the same file in between.
+
+This machine keeps no model of what each step should write (the engine's machine in
+``test_sync_statemachine.py`` does). It checks what must hold whatever the order:
+
+* **a version names one content**: over the whole run, each (invoice, version) seen in a
+  store always carries the same content there (checksum, tombstone, currency); so nothing
+  was ever overwritten at the same version: no lost update from a stale plan (the two
+  stores may differ at one version while both sides edited: that is a conflict);
+* **versions never go down**, on either side, for any invoice;
+* **the ledger applies each op id once** (no op id twice in the audit);
+* **it converges**: at the end, syncing with ``prefer_local`` and draining leaves every
+  invoice the device holds ``same`` (or ``central_only``), the queue empty.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import invoicekit as ik
+from invoicekit.device import LocalStore
+from invoicekit.sync import SyncEngine
+
+STRATEGIES = ["three_way", "merge_fields", "prefer_local", "prefer_central", "last_write_wins"]
+
+
+class ApplyMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="ik_apply_sm_"))
+        self.path = self.dir / "device.sqlite"
+        self.url = f"sqlite:///{self.dir / 'central.sqlite'}"
+        ik.init_db(self.url)
+        self.store = LocalStore(self.path)
+        self.ids: list[str] = []
+        self.plans: list = []
+        self.serial = 0
+        self.content: dict[tuple[str, str, int], tuple] = {}  # (side, id, version) -> content, over the run
+        self.high: dict[tuple[str, str], int] = {}  # (side, id) -> highest version seen
+
+    # -- helpers -------------------------------------------------------------------------
+    def _sides(self) -> dict[str, pd.DataFrame]:
+        return {"local": ik.read_local(self.path, lines=False).invoices,
+                "central": ik.read_central(self.url, lines=False).invoices}
+
+    def _live(self, side: str) -> list[str]:
+        inv = self._sides()[side]
+        return sorted(inv.loc[inv["deleted_at"].isna(), "id"].astype(str))
+
+    # -- rules -----------------------------------------------------------------------------
+    @initialize(n=st.integers(1, 3))
+    def invoices_on_both_sides(self, n):
+        for _ in range(n):
+            self.serial += 1
+            self.ids.append(self.store.create(
+                invoice_number=f"INV-{self.serial}", client={"name": "Ada"}, currency="EUR",
+                line_items=[{"description": "Work", "quantity": 1, "unit_price": "10.00"}]))
+        SyncEngine(self.path, self.url).drain()
+
+    @rule(data=st.data(), change=st.sampled_from(["number", "lines", "delete"]), qty=st.integers(1, 5))
+    def edit_device(self, data, change, qty):
+        live = self._live("local")
+        if not live:
+            return
+        inv = data.draw(st.sampled_from(live), label="device invoice")
+        self.serial += 1
+        if change == "number":
+            self.store.update(inv, invoice_number=f"D-{self.serial}")
+        elif change == "lines":
+            self.store.update(inv, line_items=[{"description": "Work", "quantity": qty, "unit_price": "10.00"}])
+        else:
+            self.store.delete(inv)
+
+    @rule(data=st.data())
+    def edit_central(self, data):
+        live = self._live("central")
+        if not live:
+            return
+        inv = data.draw(st.sampled_from(live), label="central invoice")
+        cen = ik.read_central(self.url, where={"id": inv})
+        edited = cen.invoices.copy()
+        self.serial += 1
+        edited["invoice_number"] = f"C-{self.serial}"
+        edited["version"] = edited["version"] + 1
+        edited["checksum"] = ik.checksum(edited)
+        assert ik.write_central(ik.InvoiceSet(edited, cen.lines), self.url).written == 1
+
+    @rule(strategy=st.sampled_from(STRATEGIES))
+    def make_plan(self, strategy):
+        rec = ik.reconcile(ik.read_local(self.path), ik.read_central(self.url))
+        self.plans.append(ik.plan_sync(ik.resolve(rec, strategy=strategy)))
+
+    @precondition(lambda self: bool(self.plans))
+    @rule(data=st.data())
+    def apply_a_plan(self, data):
+        """Any plan made so far: the latest, a stale one, or one applied before."""
+        plan = data.draw(st.sampled_from(self.plans), label="plan")
+        ik.apply_sync(plan, local=self.path, central=self.url, actor="statemachine", batch_rows=2)
+
+    @rule(batch_size=st.integers(1, 3))
+    def drain(self, batch_size):
+        SyncEngine(self.path, self.url, batch_size=batch_size, max_retries=0).drain()
+
+    # -- invariants ------------------------------------------------------------------------
+    @invariant()
+    def a_version_names_one_content_and_versions_never_go_down(self):
+        for side, inv in self._sides().items():
+            for row in inv[["id", "version", "checksum", "deleted_at", "currency"]].itertuples(index=False):
+                key = (str(row.id), int(row.version))
+                content = (row.checksum, pd.notna(row.deleted_at), row.currency)
+                seen = self.content.setdefault((side, *key), content)
+                assert seen == content, f"{side}: {key} held {seen}, now {content}"
+                high = self.high.get((side, key[0]), 0)
+                assert key[1] >= high, f"{side}: {key[0]} went from v{high} down to v{key[1]}"
+                self.high[(side, key[0])] = key[1]
+
+    @invariant()
+    def each_op_applied_once(self):
+        conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        try:
+            repeated = conn.execute("SELECT op_id, count(*) FROM invoicekit_audit WHERE op_id IS NOT NULL "
+                                    "GROUP BY op_id HAVING count(*) > 1").fetchall()
+        finally:
+            conn.close()
+        assert not repeated
+
+    def teardown(self):
+        try:
+            for _ in range(3):  # the device's queue, then the analyst settles what is left
+                SyncEngine(self.path, self.url).drain()
+                rec = ik.reconcile(ik.read_local(self.path), ik.read_central(self.url))
+                ik.apply_sync(ik.plan_sync(ik.resolve(rec, strategy="prefer_local")), local=self.path,
+                              central=self.url)
+            self.a_version_names_one_content_and_versions_never_go_down()
+            status = ik.reconcile(ik.read_local(self.path), ik.read_central(self.url)).counts()
+            assert {k for k, v in status.items() if v} <= {"same", "central_only"}, status
+            conn = sqlite3.connect(self.path)
+            try:
+                assert conn.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
+            finally:
+                conn.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+ApplyMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=10, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_stale_plans_never_lose_an_update_and_converge = ApplyMachine.TestCase
