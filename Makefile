@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(CORE): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[pdf,dedupe]'
 	@touch $@
 
 $(DEV): pyproject.toml | $(BIN)/python
@@ -22,6 +22,7 @@ $(DEV): pyproject.toml | $(BIN)/python
 	@touch $@ $(CORE)
 
 demo: $(CORE)
+	bash scripts/sysdeps.sh
 	$(BIN)/invoicekit demo --out out
 
 test: $(DEV)
@@ -30,6 +31,8 @@ test: $(DEV)
 
 bench: $(DEV)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.dedupe_bench --rows 100000
+	$(BIN)/python -m benchmarks.render_bench
 
 lint: $(DEV)
 	$(BIN)/ruff check invoicekit tests benchmarks scripts

@@ -1,11 +1,20 @@
 """invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
 
 from ._version import __version__
+from .dedupe import (
+    DuplicateClusters,
+    DuplicatePairs,
+    DuplicateResolution,
+    cluster_duplicates,
+    find_duplicates,
+    resolve_duplicates,
+)
 from .device import LocalStore
 from .errors import (
     InvoicekitError,
     MissingDependencyError,
     NotAStoreError,
+    RenderError,
     StoreError,
     StoreSchemaError,
     StoreUnavailableError,
@@ -15,6 +24,7 @@ from .errors import (
 from .integrity import checksum, tampered, verify
 from .io import WriteResult, init_db, read_central, read_local, write_central, write_local
 from .reconcile import Reconciliation, reconcile
+from .render import RenderResult, render_batch, render_pdf
 from .resolve import Resolution, resolve
 from .schema import InvoiceSet
 from .sync import DrainResult, SyncEngine, SyncPlan, SyncResult, apply_sync, plan_sync
@@ -42,6 +52,15 @@ __all__ = [
     "LocalStore",
     "SyncEngine",
     "DrainResult",
+    "find_duplicates",
+    "DuplicatePairs",
+    "cluster_duplicates",
+    "DuplicateClusters",
+    "resolve_duplicates",
+    "DuplicateResolution",
+    "render_pdf",
+    "render_batch",
+    "RenderResult",
     "checksum",
     "verify",
     "tampered",
@@ -53,4 +72,5 @@ __all__ = [
     "StoreSchemaError",
     "StoreUnavailableError",
     "ValidationError",
+    "RenderError",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``invoicekit --version | demo | db init | validate | reconcile | sync | samples``.
+"""Command line: ``invoicekit --version | demo | db init | validate | reconcile | sync | dedupe | render | samples``.
 
 Exit codes, mapped here and nowhere else (:func:`exit_code`): 0 ok; 1 differences or failed
 items found; 2 bad usage or bad input (every :class:`~invoicekit.errors.InvoicekitError`,
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--html", metavar="FILE", help="also write the plan (or result) as HTML")
     syn.add_argument("--currency", metavar="CODE", help=_CURRENCY_HELP)
 
+    from .dedupe import cli as dedupe_cli
+    from .render import cli as render_cli
+
+    dedupe_cli.add_parser(sub)
+    render_cli.add_parser(sub)
+
     smp = sub.add_parser("samples", help="(re)generate the sample files")
     smp.add_argument("--out", default="data/samples")
     smp.add_argument("--seed", type=int, default=None)
@@ -125,6 +131,14 @@ def _run(args: argparse.Namespace) -> int:
         return _reconcile(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "dedupe":
+        from .dedupe import cli as dedupe_cli
+
+        return dedupe_cli.run(args)
+    if args.command == "render":
+        from .render import cli as render_cli
+
+        return render_cli.run(args)
     if args.command == "samples":
         from .samples import SAMPLE_SEED, write_samples
 

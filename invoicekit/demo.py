@@ -6,7 +6,9 @@ reconcile each device against it, resolve three-way (plus an analyst's decisions
 sync (twice: the replay changes nothing) and reconcile again; finally a device works
 offline (``LocalStore``) and its queue is drained by the ``SyncEngine``, a redelivered
 operation changing nothing; last, stores written by other device software (kept rows for
-deletions, resent and unknown operations, nested payloads) are drained and checked.
+deletions, resent and unknown operations, nested payloads) are drained and checked;
+then duplicates in the central sample set are found, clustered and explained, and a few
+invoices are rendered to PDF (one as a Factur-X e-invoice).
 Everything it writes goes under ``out``; every run starts from the same state and prints
 the same; it prints what it did.
 """
@@ -152,6 +154,8 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
 
     _device_side(work / "device_a.sqlite", url, result)
     _foreign_devices(work, url, result)
+    _duplicates(dataset, out, result)
+    _render(work / "device_a.sqlite", out, result)
 
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
@@ -162,7 +166,7 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
 def _fresh_start(out: Path, *, embedded: bool) -> None:
     """Every run starts from the same state: the previous run's stores under ``out`` go (the
     embedded central store only when the demo made it; a given URL is the caller's)."""
-    names = ["devices"] + (["central.sqlite", "central.sqlite-wal", "central.sqlite-shm"] if embedded else [])
+    names = ["devices", "pdf"] + (["central.sqlite", "central.sqlite-wal", "central.sqlite-shm"] if embedded else [])
     for name in names:
         target = out / name
         if target.is_dir():
@@ -245,3 +249,53 @@ def _foreign_devices(work: Path, url: str, result: dict) -> None:
              + f"; central matches the truth for {agree}/{len(want)} invoices "
              f"({int(want['deleted'].sum())} deleted)")
         result["foreign"][kind] = {"drain": counts, "matching": agree, "invoices": len(want)}
+
+
+def _duplicates(dataset, out: Path, result: dict) -> None:
+    """Invoices entered more than once in the central sample set: found, clustered, explained."""
+    from .dedupe import cluster_duplicates, find_duplicates, resolve_duplicates
+
+    _say("\n8. Duplicates: invoices entered more than once (blocked, vectorised, explained)")
+    pairs = find_duplicates(dataset)
+    clusters = cluster_duplicates(pairs)
+    cleanup = resolve_duplicates(dataset, clusters, keep="earliest")
+    pairs.to_html(str(out / "duplicates.html"))
+    dup = pairs.duplicates
+    actions = dup["action"].value_counts()
+    _say(f"   {len(dataset):,} invoices: {len(dup)} duplicate pairs ("
+         + ", ".join(f"{a} {int(actions.get(a, 0))}" for a in ("skip", "merge", "review"))
+         + f") in {clusters.clusters['cluster_id'].nunique()} clusters; keeping the earliest removes "
+         f"{len(cleanup.removed)} -> {out}/duplicates.html")
+    shown = dup.sort_values(["score", "id_a"], ascending=[False, True]).head(4)[["id_a", "id_b", "score", "reason"]]
+    shown = shown.assign(id_a=shown["id_a"].str.slice(0, 8), id_b=shown["id_b"].str.slice(0, 8),
+                         score=shown["score"].round(3))
+    _say(_table(shown))
+    result["duplicates"] = {"pairs": len(dup), "removed": len(cleanup.removed)}
+
+
+def _render(path: Path, out: Path, result: dict) -> None:
+    """A few of a device's invoices as PDFs, the seller taken from the store's settings."""
+    from .errors import MissingDependencyError
+    from .samples import SAMPLE_SELLER
+
+    _say("\n9. Render invoice PDFs (Jinja + WeasyPrint; seller from the store's app_settings 'seller')")
+    with _sqlite.write_transaction(str(path)) as conn:  # what an analyst sets once per store
+        conn.execute("INSERT OR REPLACE INTO app_settings (key, value, sync_required) VALUES ('seller', ?, 0)",
+                     (json.dumps(SAMPLE_SELLER),))
+    try:
+        from .render import render_batch
+
+        invoices = read_local(path)
+        live = invoices.invoices[invoices.invoices["deleted_at"].isna()].sort_values("invoice_number")
+        chosen = live[live["currency"] == "EUR"]["invoice_number"].head(3).tolist()
+        done = render_batch(invoices, out / "pdf", where={"invoice_number": chosen}, workers=1, progress=False)
+        xinv = render_batch(invoices, out / "pdf" / "factur-x", where={"invoice_number": chosen[:1]},
+                            einvoice="factur-x", workers=1, progress=False)
+    except MissingDependencyError as exc:
+        _say(f"   skipped: {exc}")
+        return
+    files = pd.concat([done.files, xinv.files])
+    _say(f"   {int(files['ok'].sum())} PDFs written under {out}/pdf/ (" + ", ".join(
+        f"{n} {p} page(s)" for n, p in files[["invoice_number", "pages"]].itertuples(index=False)) + ")"
+         + ("" if files["ok"].all() else f"; failed: {int((~files['ok']).sum())}"))
+    result["render"] = {"ok": int(files["ok"].sum()), "failed": int((~files["ok"]).sum())}

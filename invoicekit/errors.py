@@ -392,3 +392,18 @@ def translate(exc: BaseException, *, store: str, context: str = "") -> Invoiceki
     if getattr(exc, "sqlstate", None):
         err.sqlstate = exc.sqlstate
     return err
+
+
+# -- rendering (invoicekit.render) -------------------------------------------------------
+__all__ += ["RenderError"]
+
+
+class RenderError(InvoicekitError):
+    """One invoice could not be rendered (``invoice_id`` names it; ``reason`` says why,
+    e.g. ``total_mismatch``, ``bad_currency``, ``layout_failed``)."""
+
+    reason = "render_failed"
+
+    def __init__(self, message: str, *, invoice_id: str | None = None, reason: str | None = None) -> None:
+        self.invoice_id = invoice_id
+        super().__init__(message, reason=reason)

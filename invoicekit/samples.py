@@ -29,10 +29,14 @@ from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
 
 __all__ = [
     "make_invoices", "make_scenario", "make_duplicates", "write_samples", "read_jsonl",
-    "Scenario", "SITUATIONS", "SAMPLE_SEED",
+    "Scenario", "SITUATIONS", "SAMPLE_SEED", "SAMPLE_SELLER",
 ]
 
 SAMPLE_SEED = 20261125
+#: the fictional seller of the sample data (the demo stores it as a device's ``app_settings``
+#: key ``seller``, where an analyst sets theirs once); its IBAN is the EPC's documented example
+SAMPLE_SELLER = {"name": "Musterfirma Nord GmbH", "address": "Hafenstraße 12, 20457 Hamburg", "country": "DE",
+                 "vat_id": "DE123456789", "iban": "DE89370400440532013000", "email": "billing@musterfirma.example"}
 SITUATIONS = (
     "synced", "new_offline", "edited_offline", "edited_centrally", "edited_both",
     "deleted_local", "deleted_central",

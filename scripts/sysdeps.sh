@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages pip cannot provide (Debian/Ubuntu names).
 #
-#   bash scripts/sysdeps.sh         WeasyPrint's Pango/HarfBuzz libraries and fonts
+#   bash scripts/sysdeps.sh         WeasyPrint's Pango/HarfBuzz libraries and fonts (Latin + CJK)
 #   bash scripts/sysdeps.sh test    ... plus pdftotext and, when the tests could find
 #                                   neither a running server nor binaries to start one,
 #                                   PostgreSQL and Redis (see tests/conftest.py)
@@ -93,7 +93,10 @@ check() {  # fill $missing with the packages whose check fails
   has_lib libpango-1.0.so.0 || has_pkg libpango-1.0-0 || missing+=(libpango-1.0-0)
   has_lib libpangoft2-1.0.so.0 || has_pkg libpangoft2-1.0-0 || missing+=(libpangoft2-1.0-0)
   has_lib libharfbuzz-subset.so.0 || has_pkg libharfbuzz-subset0 || missing+=(libharfbuzz-subset0)
+  # fonts the render templates name: DejaVu Sans (Latin, €, umlauts) and a small CJK-capable
+  # one (WenQuanYi Micro Hei: ~5 MB installed, vs ~90 MB for Noto CJK)
   has_pkg fonts-dejavu-core || has_font "DejaVu Sans" || missing+=(fonts-dejavu-core)
+  has_pkg fonts-wqy-microhei || has_font "WenQuanYi Micro Hei" || missing+=(fonts-wqy-microhei)
   if [[ $mode == test ]]; then
     command -v pdftotext >/dev/null || missing+=(poppler-utils)
     has_initdb || pg_reachable || missing+=(postgresql)

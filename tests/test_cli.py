@@ -80,6 +80,12 @@ def test_demo_end_to_end(tmp_path, central, request):
     # the device side: three offline edits drained once, the redelivered one changes nothing
     assert result["device"] == {"drain": {"synced": 3}, "redelivered": {"already_synced": 1}}
     assert "those 3 invoices now: " in r.stdout and r.stdout.count(" same") >= 3
+    # duplicates in the central sample set (make_duplicates planted 19 re-entries), and PDFs
+    assert result["duplicates"] == {"pairs": 19, "removed": 19}
+    assert (tmp_path / "out" / "duplicates.html").exists()
+    assert result["render"] == {"ok": 4, "failed": 0}
+    pdfs = sorted((tmp_path / "out" / "pdf").rglob("*.pdf"))
+    assert len(pdfs) == 4 and all(p.read_bytes().startswith(b"%PDF-") for p in pdfs)
 
 
 def test_demo_runs_outside_the_repository(tmp_path):

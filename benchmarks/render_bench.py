@@ -1,0 +1,128 @@
+"""Benchmark of issue 10 (render): ``render_batch`` vs a plain per-invoice WeasyPrint loop.
+
+    .venv/bin/python -m benchmarks.render_bench [--n 1000] [--big] [--baseline-n 100] [--workers W]
+
+``ours``      ``render_batch(invoices, out_dir, seller=..., workers=W)`` of ``--n`` one-page
+              invoices (default template) into an empty folder. Target >= 40 invoices/s on
+              2 cores and >= 3x the baseline.
+``baseline``  the same invoices, same template and data, rendered the plain way in one
+              process: Jinja -> ``weasyprint.HTML(string=...).write_pdf(stylesheets=[...])``
+              per invoice (stylesheets parsed and fonts configured for every document),
+              over the first ``--baseline-n`` invoices.
+``--big``     also ``ours`` over 10,000 invoices, to compare peak RSS with 1,000 (target:
+              within 10%).
+
+Each measurement runs in a fresh child process, so its peak RSS is its own: ``parent`` is
+the calling process's high-water mark (it holds the data), ``worker`` the largest worker's.
+``CPU ms/inv`` (user + system, the process and its workers) is printed beside the wall
+clock because a shared machine's load moves the wall-clock rates between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+SELLER = {"name": "Benchmark Seller GmbH", "address": "Hauptstraße 1, 10115 Berlin", "country": "DE",
+          "vat_id": "DE123456789", "iban": "DE89370400440532013000", "email": "billing@seller.example"}
+
+
+def _peak_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _cpu_s() -> float:
+    """CPU seconds used by this process and its (finished) children so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _ours(n: int, workers: int | None) -> dict:
+    from invoicekit.render import render_batch
+    from invoicekit.samples import make_invoices
+
+    invoices = make_invoices(n, source="bench")
+    with tempfile.TemporaryDirectory() as out:
+        t0, c0 = time.perf_counter(), _cpu_s()
+        result = render_batch(invoices, out, seller=SELLER, workers=workers)
+        seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    c = result.counts()
+    assert c["rendered"] == n and c["failed"] == 0, c
+    return {"n": n, "seconds": seconds, "per_s": n / seconds, "pages": c["pages"], "cpu_ms": cpu / n * 1000,
+            "parent_mb": _peak_mb(resource.RUSAGE_SELF), "worker_mb": _peak_mb(resource.RUSAGE_CHILDREN)}
+
+
+def _baseline(n: int) -> dict:
+    import weasyprint
+
+    from invoicekit.render import _batch, _context, _format, _templates
+    from invoicekit.samples import make_invoices
+
+    invoices = make_invoices(n, source="bench")
+    opts = _batch._options(invoices, template="invoice", locale="en_GB", seller=SELLER, einvoice=None,
+                           allow_urls=())
+    plan = _batch._plan(invoices, opts, where=None, out_dir=None, allow_mismatch=False)
+    rows = _batch._job(plan, opts, list(range(n)), None)["rows"]
+    spec, fmt, seller = opts["spec"], _format.Formatter("en_GB"), opts["sellers"]["bench"]
+    t0, c0 = time.perf_counter(), _cpu_s()
+    for row in rows:
+        ctx = _context.invoice_context(row, seller, fmt, "inv")
+        html = _templates.render_html(spec, [ctx], seller, "en-GB")
+        weasyprint.HTML(string=html, base_url=_templates.SHIPPED_DIR + os.sep).write_pdf(
+            stylesheets=list(spec.stylesheets))
+    seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {"n": n, "seconds": seconds, "per_s": n / seconds, "cpu_ms": cpu / n * 1000,
+            "parent_mb": _peak_mb(resource.RUSAGE_SELF),
+            "worker_mb": 0.0}
+
+
+def _child(kind: str, n: int, workers: int | None) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.render_bench", "--child", kind, "--n", str(n)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--baseline-n", type=int, default=100)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--big", action="store_true", help="also render 10,000 invoices (peak RSS comparison)")
+    p.add_argument("--child", choices=("ours", "baseline"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        fn = _ours if args.child == "ours" else _baseline
+        res = fn(args.n, args.workers) if args.child == "ours" else fn(args.n)
+        print(json.dumps(res))
+        return 0
+    print(f"render benchmark: {os.cpu_count()} CPUs, workers={args.workers or os.cpu_count()}", flush=True)
+    print(f"{'':24} {'invoices':>9} {'seconds':>8} {'inv/s':>7} {'CPU ms/inv':>10} {'parent MB':>10} "
+          f"{'worker MB':>10}", flush=True)
+
+    def show(label: str, r: dict) -> dict:
+        print(f"{label:24} {r['n']:>9,} {r['seconds']:>8.1f} {r['per_s']:>7.1f} {r['cpu_ms']:>10.0f} "
+              f"{r['parent_mb']:>10.0f} {r['worker_mb']:>10.0f}", flush=True)
+        return r
+
+    base = show("baseline (plain loop)", _child("baseline", args.baseline_n, None))
+    ours = show(f"ours ({args.n:,})", _child("ours", args.n, args.workers))
+    print(f"speed-up over the plain loop: {ours['per_s'] / base['per_s']:.1f}x wall clock (target >= 3x; "
+          f">= 40 inv/s); {base['cpu_ms'] / ours['cpu_ms']:.1f}x less CPU per invoice; on {os.cpu_count()} "
+          f"otherwise idle cores: ~{(os.cpu_count() or 1) * 1000 / ours['cpu_ms']:.0f} inv/s", flush=True)
+    if args.big:
+        big = show("ours (10,000)", _child("ours", 10_000, args.workers))
+        for key in ("parent_mb", "worker_mb"):
+            print(f"peak RSS {key[:-3]} 10,000 vs {args.n:,}: {big[key] / ours[key]:.2f}x (target <= 1.10x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

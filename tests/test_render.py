@@ -1,0 +1,266 @@
+"""invoicekit.render: real WeasyPrint, PDFs read back with poppler and pypdf."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+pytest.importorskip("weasyprint")
+
+from invoicekit.errors import RenderError, UsageError  # noqa: E402
+from invoicekit.render import RenderResult, render_batch, render_pdf  # noqa: E402
+from tests._render_helpers import (  # noqa: E402
+    SELLER,
+    SELLER_NO_IBAN,
+    ink_fraction,
+    invoice_set,
+    needs_poppler,
+    page_count,
+    pdf_text,
+)
+
+pytestmark = needs_poppler
+
+UMLAUT_CJK = {"id": "inv-cjk", "number": "R-2026-0042", "client": "Jürgen Müller Großhandel GmbH",
+              "address": "Königstraße 7, 70173 Stuttgart",
+              "lines": [("Beratung für Änderungen", 3, "120.50"), ("東京オフィスの設置 测试", 1, "999.99")]}
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cjk_pdf():
+    return render_pdf(invoice_set([UMLAUT_CJK]), "inv-cjk", seller=SELLER_NO_IBAN, locale="de_DE")
+
+
+def test_pdf_has_client_number_totals_umlauts_and_cjk(cjk_pdf, tmp_path):
+    text = pdf_text(cjk_pdf, tmp_path)
+    assert "Jürgen Müller Großhandel GmbH" in text
+    assert "R-2026-0042" in text
+    assert "Beratung für Änderungen" in text
+    assert "東京オフィスの設置 测试" in text
+    assert "1.361,49 €" in text  # 3 x 120.50 + 999.99, German formatting with the euro sign
+    assert "Nordlicht Rechnungsbüro GmbH" in text
+
+
+def test_page_one_is_not_blank(cjk_pdf, tmp_path):
+    assert cjk_pdf.startswith(b"%PDF-")
+    assert page_count(cjk_pdf) == 1
+    assert ink_fraction(cjk_pdf, tmp_path) > 0.01
+
+
+def test_locale_and_currency_formatting(tmp_path):
+    s = invoice_set([
+        {"id": "a", "number": "A-1", "client": "Ann", "currency": "JPY", "lines": [("Item", 2, "1500")]},
+        {"id": "b", "number": "B-1", "client": "Bob", "currency": "CHF", "lines": [("Item", 1, "1234.5")]}])
+    assert "¥3,000" in pdf_text(render_pdf(s, "a", seller=SELLER_NO_IBAN, locale="en_US"), tmp_path)
+    assert "CHF 1'234.50" in pdf_text(render_pdf(s, "b", seller=SELLER_NO_IBAN, locale="de_CH"), tmp_path)
+
+
+def test_tax_lines_per_rate(tmp_path):
+    s = invoice_set([{"id": "t", "number": "T-1", "client": "Tax Co", "rates": [19, 7, 19],
+                      "lines": [("Service", 1, "100.00"), ("Book", 2, "10.00"), ("Support", 1, "50.00")]}])
+    text = pdf_text(render_pdf(s, "t", seller=SELLER_NO_IBAN, locale="en_GB"), tmp_path)
+    assert "Net total €170.00" in text
+    assert "Tax 7% on €20.00: €1.40" in text
+    assert "Tax 19% on €150.00: €28.50" in text
+    assert "Total due €199.90" in text
+
+
+def test_forty_lines_repeat_the_header_on_page_two(tmp_path):
+    lines = [(f"Position number {i}", 1, "10.00") for i in range(1, 41)]
+    s = invoice_set([{"id": "long", "number": "L-40", "client": "Long Ltd", "lines": lines}])
+    pdf = render_pdf(s, "long", template="invoice_multipage", seller=SELLER_NO_IBAN)
+    pages = page_count(pdf)
+    assert pages >= 2
+    page2 = pdf_text(pdf, tmp_path, first=2, last=2)
+    assert "DESCRIPTION" in page2 and "UNIT PRICE" in page2
+    assert f"Page 2 of {pages}" in page2
+    assert "Position number 40" in pdf_text(pdf, tmp_path)
+
+
+def test_credit_note_template(tmp_path):
+    s = invoice_set([{"id": "cn", "number": "CN-7", "client": "Refund AG", "lines": [("Returned goods", 1, "-49.90")]}])
+    text = pdf_text(render_pdf(s, "cn", template="credit_note", seller=SELLER_NO_IBAN), tmp_path)
+    assert "Credit note" in text and "Total credited" in text and "-€49.90" in text
+
+
+def test_render_pdf_is_byte_identical_twice():
+    s = invoice_set([UMLAUT_CJK])
+    assert render_pdf(s, "inv-cjk", seller=SELLER) == render_pdf(s, "inv-cjk", seller=SELLER)
+
+
+def _five():
+    return invoice_set([{"id": f"id-{i}", "number": f"N-{i}", "client": f"Client {i}",
+                         "lines": [("Work", i, "12.34"), ("More work", 1, "5.00")]} for i in range(1, 6)])
+
+
+def test_batch_files_result_and_determinism(tmp_path):
+    s = _five()
+    a = render_batch(s, tmp_path / "a", seller=SELLER, workers=1)
+    with ProcessPoolExecutor(2) as pool:  # worker processes: the same bytes
+        b = render_batch(s, tmp_path / "b", seller=SELLER, executor=pool)
+    assert isinstance(a, RenderResult) and a.ok and b.ok
+    assert list(a.files.columns[:8]) == ["id", "invoice_number", "path", "pages", "bytes", "sha256", "ok", "skipped"]
+    assert a.counts()["rendered"] == 5 and a.counts()["failed"] == 0
+    for pa_, pb in zip(sorted(os.listdir(tmp_path / "a")), sorted(os.listdir(tmp_path / "b"))):
+        assert pa_ == pb
+        assert _sha(tmp_path / "a" / pa_) == _sha(tmp_path / "b" / pb)
+    row = a.files.iloc[0]
+    assert _sha(row["path"]) == row["sha256"] and os.path.getsize(row["path"]) == row["bytes"]
+    assert "RenderResult" in a._repr_html_() and len(a.summary()) == 1
+
+
+def test_batch_resumes_and_rerenders_only_changed(tmp_path):
+    s = _five()
+    first = render_batch(s, tmp_path, seller=SELLER, workers=1)
+    again = render_batch(s, tmp_path, seller=SELLER, workers=1)
+    assert again.counts() == {**first.counts(), "rendered": 0, "skipped": 5}
+    victim = first.files.iloc[2]["path"]
+    open(victim, "wb").write(b"%PDF- truncated")  # a damaged file is rendered again
+    third = render_batch(s, tmp_path, seller=SELLER, workers=1)
+    assert third.counts()["rendered"] == 1 and third.counts()["skipped"] == 4
+    assert _sha(victim) == first.files.iloc[2]["sha256"]
+    other = render_batch(s, tmp_path, seller=SELLER, workers=1, locale="de_DE")  # other options: all again
+    assert other.counts()["rendered"] == 5
+
+
+def test_broken_and_mismatched_invoices_fail_alone(tmp_path):
+    specs = [{"id": f"ok-{i}", "number": f"OK-{i}", "client": "Fine", "lines": [("x", 1, "1.00")]} for i in range(3)]
+    specs.insert(1, {"id": "bad-cur", "number": "BAD-1", "client": "Bad", "currency": "XQZ", "lines": [("x", 1, "1")]})
+    specs.append({"id": "mismatch", "number": "MIS-1", "client": "Mis", "total": Decimal("99.99"),
+                  "lines": [("x", 2, "3.00")]})
+    s = invoice_set(specs)
+    res = render_batch(s, tmp_path, seller=SELLER_NO_IBAN, workers=1)
+    failed = res.failures.set_index("id")["error"]
+    assert set(failed.index) == {"bad-cur", "mismatch"}
+    assert "XQZ" in failed["bad-cur"] and "total mismatch" in failed["mismatch"] and "99.99" in failed["mismatch"]
+    assert res.counts()["rendered"] == 3
+    with pytest.raises(RenderError) as err:
+        render_pdf(s, "mismatch", seller=SELLER_NO_IBAN)
+    assert err.value.reason == "total_mismatch"
+    text = pdf_text(render_pdf(s, "mismatch", seller=SELLER_NO_IBAN, allow_mismatch=True), tmp_path)
+    assert "€6.00" in text  # the recomputed total, not the stored one
+
+
+def test_where_filters(tmp_path):
+    res = render_batch(_five(), tmp_path, seller=SELLER, workers=1, where={"invoice_number": ["N-2", "N-4"]})
+    assert sorted(res.files["invoice_number"]) == ["N-2", "N-4"]
+    with pytest.raises(UsageError):
+        render_batch(_five(), tmp_path, seller=SELLER, where={"nope": 1})
+
+
+def test_facturx_embeds_valid_en16931_xml(tmp_path):
+    facturx = pytest.importorskip("facturx")
+    from lxml import etree
+
+    s = invoice_set([{"id": "fx", "number": "FX-1", "client": "Client SARL", "rates": [20, 5.5],
+                      "lines": [("Conseil", 2, "100.00"), ("Livre", 1, "20.00")]}])
+    pdf = render_pdf(s, "fx", seller=SELLER, einvoice="factur-x", locale="fr_FR")
+    name, xml = facturx.get_facturx_xml_from_pdf(pdf, check_xsd=False)
+    assert name == "factur-x.xml"
+    facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")  # raises when invalid
+    assert facturx.get_level(etree.fromstring(xml)) == "en16931"
+    root = etree.fromstring(xml)
+    ns = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
+    assert root.findtext(".//ram:GrandTotalAmount", namespaces=ns) == "261.10"  # 220 + 40 + 1.10
+    assert root.findtext(".//ram:IBANID", namespaces=ns) == "DE89370400440532013000"
+    (tmp_path / "fx.pdf").write_bytes(pdf)
+    listing = subprocess.run(["pdfdetach", "-list", str(tmp_path / "fx.pdf")], capture_output=True, text=True).stdout
+    assert "1 embedded files" in listing and "factur-x.xml" in listing
+    from pypdf import PdfReader
+
+    meta = PdfReader(io.BytesIO(pdf)).trailer["/Root"]["/Metadata"].get_object().get_data()
+    assert b'pdfaid:part="3"' in meta and b'pdfaid:conformance="B"' in meta  # PDF/A-3b
+    assert meta.count(b"<rdf:RDF") == 1 and b"<fx:ConformanceLevel>EN 16931</fx:ConformanceLevel>" in meta
+    assert pdf == render_pdf(s, "fx", seller=SELLER, einvoice="factur-x", locale="fr_FR")  # deterministic
+
+
+def test_epc_qr_only_with_iban(tmp_path):
+    s = invoice_set([{"id": "q", "number": "Q-1", "client": "Payer", "lines": [("x", 1, "10.00")]}])
+
+    def images(pdf):
+        (tmp_path / "q.pdf").write_bytes(pdf)
+        out = subprocess.run(["pdfimages", "-list", str(tmp_path / "q.pdf")], capture_output=True, text=True).stdout
+        return len(out.strip().splitlines()) - 2  # two header lines
+
+    assert images(render_pdf(s, "q", seller=SELLER)) == 1
+    assert images(render_pdf(s, "q", seller=SELLER_NO_IBAN)) == 0
+
+
+def test_seller_from_store_settings_or_a_clear_error(tmp_path):
+    from invoicekit.io import read_local
+
+    store = tmp_path / "device.sqlite"
+    shutil.copy(os.path.join("data", "samples", "device_a.sqlite"), store)
+    s = read_local(str(store))
+    some = s.invoices["id"].iloc[0]
+    with pytest.raises(UsageError, match="app_settings key 'seller'") as err:
+        render_pdf(s, some)
+    assert err.value.reason == "no_seller"
+    with sqlite3.connect(store) as conn:
+        conn.execute("INSERT INTO app_settings (key, value) VALUES ('seller', ?)",
+                     (json.dumps({"name": "Store Seller Oy", "country": "FI", "address": "Katu 1, Helsinki"}),))
+    text = pdf_text(render_pdf(read_local(str(store)), some), tmp_path)
+    assert "Store Seller Oy" in text
+
+
+def test_bad_options_are_usage_errors():
+    s = _five()
+    for kwargs in ({"template": "nope"}, {"locale": "xx_NOPE"}, {"einvoice": "ubl"},
+                   {"seller": {"name": "No Country"}}, {"seller": {**SELLER, "iban": "DE00 1234"}}):
+        with pytest.raises(UsageError):
+            render_pdf(s, "id-1", **{"seller": SELLER, **kwargs})
+
+
+def test_dask_executor_gives_identical_files(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    s = _five()
+    local = render_batch(s, tmp_path / "local", seller=SELLER, workers=1)
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        remote = render_batch(s, tmp_path / "dask", seller=SELLER, executor=client.get_executor())
+    assert remote.ok and remote.counts()["rendered"] == 5
+    assert list(remote.files["sha256"]) == list(local.files["sha256"])
+
+
+def _cli(argv):
+    from invoicekit.render import cli
+
+    parser = argparse.ArgumentParser(prog="invoicekit")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    return cli.run(parser.parse_args(argv))
+
+
+def test_cli_json_and_exit_codes(tmp_path, capsys):
+    store = tmp_path / "device.sqlite"
+    shutil.copy(os.path.join("data", "samples", "device_a.sqlite"), store)
+    with sqlite3.connect(store) as conn:
+        conn.execute("INSERT INTO app_settings (key, value) VALUES ('seller', ?)", (json.dumps(SELLER_NO_IBAN),))
+    number = sqlite3.connect(store).execute("SELECT invoice_number FROM transactions LIMIT 1").fetchone()[0]
+    code = _cli(["render", "--local", str(store), "--out", str(tmp_path / "out"), "--where",
+                 f"invoice_number={number}", "--json", "--workers", "1"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["rendered"] == 1 and out["failed"] == 0 and out["failures"] == []
+    with sqlite3.connect(store) as conn:  # break the stored total of that invoice
+        conn.execute("UPDATE transactions SET total_amount = total_amount + 1 WHERE invoice_number = ?", (number,))
+    code = _cli(["render", "--local", str(store), "--out", str(tmp_path / "out2"), "--where",
+                 f"invoice_number={number}", "--workers", "1"])
+    text = capsys.readouterr().out
+    assert code == 1 and "total mismatch" in text
+    with pytest.raises(UsageError):
+        _cli(["render", "--local", str(store), "--out", str(tmp_path), "--where", "no-equals-sign"])
+    with pytest.raises(UsageError, match="--seller"):
+        _cli(["render", "--local", str(store), "--out", str(tmp_path), "--seller", "{not json"])
