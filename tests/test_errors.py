@@ -51,6 +51,8 @@ def _problems() -> pd.DataFrame:
 EXAMPLES = {
     InvoicekitError: lambda: InvoicekitError("something broke", reason="custom_reason"),
     UsageError: lambda: UsageError("bad option"),
+    errors.RenderError: lambda: errors.RenderError("total 10.00 != lines 9.00", invoice_id="inv-1",
+                                                   reason="total_mismatch"),
     MissingDependencyError: lambda: MissingDependencyError("psycopg", "postgres"),
     StoreError: lambda: StoreError("store broke", store="a.sqlite", reason="query_failed"),
     NotAStoreError: lambda: NotAStoreError("junk", store="junk.sqlite"),
