@@ -17,6 +17,18 @@ HANDLED = ["kept_row_delete", "removed_row_delete", "nested_payload", "no_curren
            "resent_ops", "unknown_ops", "id_mismatch", "poisoned", "timestamps", "mixed"]
 
 
+def central_matches_truth(central, truth):
+    """Central holds exactly the truth's invoices, at its versions and tombstones; returns both,
+    aligned by id, for further checks."""
+    state = ik.read_central(central, lines=False).invoices.set_index("id")
+    want = truth.expected[truth.expected["present"]].set_index("id")
+    assert set(state.index) == set(want.index)
+    have = state.loc[want.index]
+    assert (have["version"].astype(int).to_numpy() == want["version"].astype(int).to_numpy()).all()
+    assert (have["deleted_at"].notna().to_numpy() == want["deleted"].astype(bool).to_numpy()).all()
+    return have, want
+
+
 CASES = [(kind, seed, "sqlite") for kind in HANDLED for seed in (0, 1)] + [
     (kind, 2, "postgresql") for kind in ("kept_row_delete", "removed_row_delete", "resent_ops", "poisoned")]
 
@@ -38,12 +50,7 @@ def test_a_foreign_store_drains_to_its_truth(kind, seed, dialect, tmp_path, requ
         assert got.get(row.queue_id) in OUTCOME[row.action], (row.queue_id, row.why, row.action, got.get(row.queue_id),
                                                                result.results.set_index("queue_id").loc[row.queue_id,
                                                                                                       "error"])
-    state = ik.read_central(central, lines=False).invoices.set_index("id")
-    want = truth.expected[truth.expected["present"]].set_index("id")
-    assert set(state.index) == set(want.index)
-    have = state.loc[want.index]
-    assert (have["version"].astype(int).to_numpy() == want["version"].astype(int).to_numpy()).all()
-    assert (have["deleted_at"].notna().to_numpy() == want["deleted"].astype(bool).to_numpy()).all()
+    have, want = central_matches_truth(central, truth)
     known = want["currency"].notna().to_numpy()
     assert (have["currency"].astype(str).to_numpy()[known] == want["currency"].astype(str).to_numpy()[known]).all()
     if currency is not None:
@@ -76,12 +83,7 @@ def test_a_foreign_store_reconciled_and_applied_reaches_its_truth(kind, seed, tm
     result = ik.apply_sync(ik.plan_sync(res), local=truth.path, central=central)
     assert result.ok
 
-    state = ik.read_central(central, lines=False).invoices.set_index("id")
-    want = truth.expected[truth.expected["present"]].set_index("id")
-    assert set(state.index) == set(want.index)
-    have = state.loc[want.index]
-    assert (have["version"].astype(int).to_numpy() == want["version"].astype(int).to_numpy()).all()
-    assert (have["deleted_at"].notna().to_numpy() == want["deleted"].astype(bool).to_numpy()).all()
+    central_matches_truth(central, truth)
     held = res.actions[res.actions["action"] == "quarantine"]
     assert (kind == "poisoned") == (len(held) > 0)
     assert held["quarantine_reason"].str.contains("^local row |fails validation: ").all()
