@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(CORE): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[pdf,dedupe]'
+	$(BIN)/pip install --quiet -e '.[pdf,dedupe,redis,security]'
 	@touch $@
 
 $(DEV): pyproject.toml | $(BIN)/python
@@ -33,6 +33,8 @@ bench: $(DEV)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.dedupe_bench --rows 100000
 	$(BIN)/python -m benchmarks.render_bench
+	$(BIN)/python -m benchmarks.cache_bench
+	$(BIN)/python -m benchmarks.crypto_bench
 
 lint: $(DEV)
 	$(BIN)/ruff check invoicekit tests benchmarks scripts

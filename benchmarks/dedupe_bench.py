@@ -8,9 +8,10 @@ re-entries), in both variants: ``keep_tax`` (re-entries keep the tax id) and ``h
 Parquet in ``benchmarks/.data/`` (keyed by rows, variant, seed and the generator's source).
 
 Figures per variant: pairwise precision, recall and F1 against the truth (all pairs of
-entries of one invoice), wall time (``time.perf_counter``, one run) and peak RSS of the
-process during the step (high-water mark reset through ``/proc/self/clear_refs``; it
-includes the data already loaded).
+entries of one invoice), wall time (``time.perf_counter``, one run) and CPU time of the
+process, peak RSS of the process during the step (high-water mark reset through
+``/proc/self/clear_refs``; it includes the data already loaded), and the machine's
+1-minute load average before and after the step.
 
 * ``invoicekit``: ``find_duplicates(invoices)`` with the ``invoice`` preset at its fixed
   threshold; also the design's weighted similarity (``preset="seed"``).
@@ -49,16 +50,20 @@ SEED = 20261202
 
 @contextlib.contextmanager
 def measured(out: dict):
-    """Time and peak RSS (MB) of the block into ``out``."""
+    """Time, CPU time, peak RSS (MB) and the 1-minute load average before and after the block
+    into ``out`` (other work on the machine inflates wall time: the load says how much)."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
     except OSError:
         pass
-    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     yield
     out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = time.process_time() - c0
     out["peak_rss_mb"] = _hwm_mb()
+    out["load"] = (load0, os.getloadavg()[0])
 
 
 def _hwm_mb() -> float:
@@ -194,7 +199,8 @@ def run_splink(inv: pd.DataFrame, truth: pd.DataFrame) -> dict:
 def _line(name: str, r: dict) -> str:
     extra = f"  (hindsight: F1 {r['best_f1']:.4f} at p >= {r['best_threshold']:.9g})" if "best_f1" in r else ""
     return (f"  {name:<22} P {r['precision']:.4f}  R {r['recall']:.4f}  F1 {r['f1']:.4f}  "
-            f"{r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB{extra}")
+            f"{r['seconds']:7.2f} s (CPU {r['cpu_seconds']:.1f} s)  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+            f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,25 @@
 """invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
 
 from ._version import __version__
+from .cache import Cache
 from .dedupe import (
+    CleanupResult,
     DuplicateClusters,
     DuplicatePairs,
     DuplicateResolution,
+    apply_duplicates,
     cluster_duplicates,
     find_duplicates,
+    read_decisions,
+    record_decisions,
     resolve_duplicates,
+    undo_duplicates,
 )
 from .device import LocalStore
 from .errors import (
+    IdentityError,
     InvoicekitError,
+    InvoiceNotFoundError,
     MissingDependencyError,
     NotAStoreError,
     RenderError,
@@ -23,11 +31,24 @@ from .errors import (
 )
 from .integrity import checksum, tampered, verify
 from .io import WriteResult, init_db, read_central, read_local, write_central, write_local
+from .lookups import get_client, get_invoice
+from .monitor import ConnectionMonitor
 from .reconcile import Reconciliation, reconcile
 from .render import RenderResult, render_batch, render_pdf
 from .resolve import Resolution, resolve
 from .schema import InvoiceSet
-from .sync import DrainResult, SyncEngine, SyncPlan, SyncResult, apply_sync, plan_sync
+from .security.identity import Identity, TokenSecret, issue_token, verify_token
+from .settings import Settings
+from .sync import (
+    DrainResult,
+    SettingsSyncResult,
+    SyncEngine,
+    SyncPlan,
+    SyncResult,
+    apply_sync,
+    plan_sync,
+    sync_settings,
+)
 from .validate import ValidationReport, validate
 
 __all__ = [
@@ -50,17 +71,29 @@ __all__ = [
     "apply_sync",
     "SyncResult",
     "LocalStore",
+    "ConnectionMonitor",
     "SyncEngine",
     "DrainResult",
+    "sync_settings",
+    "SettingsSyncResult",
     "find_duplicates",
     "DuplicatePairs",
     "cluster_duplicates",
     "DuplicateClusters",
     "resolve_duplicates",
     "DuplicateResolution",
+    "apply_duplicates",
+    "undo_duplicates",
+    "CleanupResult",
+    "record_decisions",
+    "read_decisions",
     "render_pdf",
     "render_batch",
     "RenderResult",
+    "Cache",
+    "get_invoice",
+    "get_client",
+    "Settings",
     "checksum",
     "verify",
     "tampered",
@@ -71,6 +104,12 @@ __all__ = [
     "NotAStoreError",
     "StoreSchemaError",
     "StoreUnavailableError",
+    "InvoiceNotFoundError",
     "ValidationError",
     "RenderError",
+    "issue_token",
+    "verify_token",
+    "Identity",
+    "TokenSecret",
+    "IdentityError",
 ]

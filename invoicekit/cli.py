@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     init = dbsub.add_parser("init", help="create or upgrade the central store (idempotent)")
     init.add_argument("url", help="SQLAlchemy URL, e.g. postgresql://user@host/db or sqlite:///central.sqlite")
+    init.add_argument("--token-secret-file", metavar="FILE",
+                      help="turn signed identities on: every push then needs a token signed with the secret "
+                           "in FILE (at least 32 bytes)")
+    init.add_argument("--push-role", metavar="ROLE", help="PostgreSQL role pushes connect with "
+                      "(default <database>_ik_push; needs --token-secret-file)")
+    init.add_argument("--issuer", default=None, help="issuer tokens must name (default invoicekit)")
+    tok = dbsub.add_parser("token", help="issue a signed identity token (printed on stdout)")
+    tok.add_argument("subject", help="the user or device the token names")
+    tok.add_argument("--secret-file", required=True, metavar="FILE", help="file holding the token secret")
+    tok.add_argument("--ttl", type=float, default=3600, help="seconds the token is valid (default 3600)")
+    tok.add_argument("--kind", choices=("user", "device"), default="user")
+    tok.add_argument("--issuer", default=None, help="issuer (default invoicekit)")
 
     val = sub.add_parser("validate", help="validate offline stores; exit 1 when any rule is broken")
     val.add_argument("paths", nargs="+", help="offline store files (SQLite)")
@@ -65,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     syn.add_argument("--html", metavar="FILE", help="also write the plan (or result) as HTML")
     syn.add_argument("--currency", metavar="CODE", help=_CURRENCY_HELP)
+    syn.add_argument("--token-file", metavar="FILE", help="file holding this pusher's signed identity token "
+                     "(default: $INVOICEKIT_TOKEN, or the file named by $INVOICEKIT_TOKEN_FILE)")
 
     from .dedupe import cli as dedupe_cli
     from .render import cli as render_cli
@@ -106,11 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         run_demo(out=args.out, central=args.central)
         return EXIT_OK
     if args.command == "db":
-        from .io import init_db
-
-        version = init_db(args.url)
-        print(f"central store ready (schema version {version})")
-        return EXIT_OK
+        return _db(args)
     if args.command == "validate":
         from .io import read_local
         from .schema import InvoiceSet
@@ -146,6 +156,47 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(paths.values()))
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+
+
+def _db(args: argparse.Namespace) -> int:
+    from .security.identity import DEFAULT_ISSUER, issue_token, read_secret_file
+
+    if args.db_command == "token":
+        print(issue_token(args.subject, secret=read_secret_file(args.secret_file), ttl=args.ttl, kind=args.kind,
+                          issuer=args.issuer or DEFAULT_ISSUER))
+        return EXIT_OK
+    from .io import init_db
+    from .io.central import CentralStore
+
+    if (args.push_role or args.issuer) and not args.token_secret_file:
+        raise UsageError("db init: --push-role and --issuer need --token-secret-file")
+    secret = read_secret_file(args.token_secret_file) if args.token_secret_file else None
+    version = init_db(args.url, token_secret=secret, issuer=args.issuer or DEFAULT_ISSUER, push_role=args.push_role)
+    print(f"central store ready (schema version {version})")
+    if secret is not None:
+        role = CentralStore(args.url).fetch("SELECT push_role FROM invoicekit_identity")[0][0]
+        print("signed identities on: every push needs a token (invoicekit db token NAME --secret-file FILE)"
+              + (f"; grant the push role {role} to the login roles that push" if role else ""))
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The pusher's token: ``--token-file``, else ``$INVOICEKIT_TOKEN``, else the file named by
+    ``$INVOICEKIT_TOKEN_FILE``; None without any."""
+    import os
+
+    from .security.identity import TOKEN_ENV, TOKEN_FILE_ENV
+
+    path = args.token_file or os.environ.get(TOKEN_FILE_ENV)
+    if args.token_file is None and os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the token file {path!r}: {exc.strerror}", reason="bad_path") from None
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -191,7 +242,7 @@ def _sync(args: argparse.Namespace) -> int:
             print(plan.ops[["kind", "invoice_id", "status", "expected_central_version", "new_version"]]
                   .to_string(index=False))
         return EXIT_FOUND if len(held) else EXIT_OK
-    result = apply_sync(plan, local=args.local, central=args.central)
+    result = apply_sync(plan, local=args.local, central=args.central, token=_token(args))
     if args.html:
         result.to_html(args.html)
     print()

@@ -8,7 +8,10 @@ offline (``LocalStore``) and its queue is drained by the ``SyncEngine``, a redel
 operation changing nothing; last, stores written by other device software (kept rows for
 deletions, resent and unknown operations, nested payloads) are drained and checked;
 then duplicates in the central sample set are found, clustered and explained, and a few
-invoices are rendered to PDF (one as a Factur-X e-invoice).
+invoices are rendered to PDF (one as a Factur-X e-invoice); last, a device's day: the
+connection monitor sees central go and come back, the engine drains by itself and syncs
+the settings, and reads go through the Redis cache; and the client fields are encrypted at
+rest, the keys rotated, and pushes made to a store that requires signed identities.
 Everything it writes goes under ``out``; every run starts from the same state and prints
 the same; it prints what it did.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import integrity as _checksum
+from ._demo_day import device_day, security_step
 from .device import LocalStore
 from .io import _sqlite, init_db, read_central, read_local, write_central
 from .reconcile import reconcile
@@ -155,7 +159,10 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     _device_side(work / "device_a.sqlite", url, result)
     _foreign_devices(work, url, result)
     _duplicates(dataset, out, result)
+    _remove_duplicates(url, result)
     _render(work / "device_a.sqlite", out, result)
+    device_day(work / "device_b.sqlite", url, result, _say)
+    security_step(work / "device_b.sqlite", work, result, _say)
 
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()
@@ -271,6 +278,28 @@ def _duplicates(dataset, out: Path, result: dict) -> None:
                          score=shown["score"].round(3))
     _say(_table(shown))
     result["duplicates"] = {"pairs": len(dup), "removed": len(cleanup.removed)}
+
+
+def _remove_duplicates(url: str, result: dict) -> None:
+    """The duplicates in the central store removed (audited tombstones), then the cleanup undone."""
+    from .dedupe import apply_duplicates, cluster_duplicates, find_duplicates, resolve_duplicates, undo_duplicates
+
+    before = read_central(url, lines=False).invoices
+    live = int(before["deleted_at"].isna().sum())
+    resolution = resolve_duplicates(before, cluster_duplicates(find_duplicates(before)), keep="earliest")
+    applied = apply_duplicates(resolution, store=url, actor="invoicekit-demo")
+    again = apply_duplicates(resolution, store=url, actor="invoicekit-demo")
+    during = int(read_central(url, lines=False).invoices["deleted_at"].isna().sum())
+    undone = undo_duplicates(url, applied.cleanup_id, actor="invoicekit-demo")
+    after = read_central(url, lines=False).invoices.set_index("id").loc[before["id"]]
+    same = bool((after["checksum"].to_numpy() == before["checksum"].to_numpy()).all())
+    _say(f"   remove them in the central store: cleanup {applied.cleanup_id} tombstoned "
+         f"{applied.count('removed')} ({applied.count('refused')} refused), {live} -> {during} live invoices; "
+         f"applying it again: {again.count('unchanged')} unchanged, {again.written} written")
+    _say(f"   undo: {undone.count('restored')} restored as a new version, {int(after['deleted_at'].isna().sum())} "
+         f"live again, content checksums {'all as before' if same else 'CHANGED'}; audited as delete + undelete")
+    result["duplicates"].update(cleanup_removed=applied.count("removed"), cleanup_restored=undone.count("restored"),
+                                live_during_cleanup=during)
 
 
 def _render(path: Path, out: Path, result: dict) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import pyarrow as pa
 
+from . import cache as _cache
 from ._normalize import MAX_MONEY, MAX_QUANTITY, MAX_VERSION, NUL_ESCAPE, timestamp_problem
 from .errors import UsageError, ValidationError
 from .integrity import row_checksum
@@ -286,3 +287,4 @@ class LocalStore:
             conn.execute("INSERT INTO sync_queue (transaction_id, operation, payload, retry_count, created_at, op_id, "
                          "status) VALUES (?, ?, ?, 0, ?, ?, 'pending')",
                          (row["id"], operation, payload, row["modified_at"], str(uuid.uuid4())))
+        _cache.invalidate(self.path, invoices=[row["id"]])

@@ -31,6 +31,7 @@ __all__ = [
     "NotAStoreError",
     "StoreSchemaError",
     "StoreUnavailableError",
+    "InvoiceNotFoundError",
     "ValidationError",
     "translate",
     "driver_errors",
@@ -126,6 +127,19 @@ class NotAStoreError(StoreError):
     """The file is missing, corrupt, or not a SQLite database at all."""
 
     reason = "not_a_store"
+
+
+class InvoiceNotFoundError(StoreError, KeyError):
+    """The store holds no invoice with this id."""
+
+    reason = "invoice_not_found"
+
+    def __init__(self, message: str, *, store: str, invoice_id: str, reason: str | None = None) -> None:
+        self.invoice_id = invoice_id
+        super().__init__(message, store=store, reason=reason)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
 
 
 class StoreSchemaError(StoreError):
@@ -250,6 +264,9 @@ def _pg_kind(exc: BaseException, detail: str, store: str, *, connection_class: b
     low = detail.lower()
     connecting = "connection failed" in low or "failed to connect" in low or "connection to server" in low
     lead = f"cannot connect to central store {store}" if connecting else ""
+    if state == IDENTITY_SQLSTATE:  # the store refused the push's identity token
+        reason = getattr(getattr(exc, "diag", None), "message_detail", None) or "token_refused"
+        return _Kind(IdentityError, reason if re.fullmatch(r"[a-z_]{1,40}", reason) else "token_refused")
     if state in _PG_TRANSIENT:
         return _Kind(StoreUnavailableError, _PG_TRANSIENT[state], _RETRY, lead=lead)
     if state.startswith("08"):
@@ -384,7 +401,7 @@ def translate(exc: BaseException, *, store: str, context: str = "") -> Invoiceki
         message += f"; {kind.hint}"
     if issubclass(kind.cls, StoreSchemaError):
         err: InvoicekitError = kind.cls(message, store=shown, missing=list(kind.missing), reason=kind.reason)
-    elif issubclass(kind.cls, StoreError):
+    elif issubclass(kind.cls, (StoreError, IdentityError)):
         err = kind.cls(message, store=shown, reason=kind.reason)
     else:
         err = kind.cls(message, reason=kind.reason)
@@ -407,3 +424,51 @@ class RenderError(InvoicekitError):
     def __init__(self, message: str, *, invoice_id: str | None = None, reason: str | None = None) -> None:
         self.invoice_id = invoice_id
         super().__init__(message, reason=reason)
+
+
+# -- encryption (invoicekit.security) ----------------------------------------------------
+__all__ += ["KeyConfigError", "DecryptionError"]
+
+
+class KeyConfigError(UsageError):
+    """No usable encryption key: none configured, or one that is not a Fernet key. The
+    message says how to supply one and never holds key material."""
+
+    reason = "no_key"
+
+
+class DecryptionError(InvoicekitError):
+    """An encrypted field holds a token no configured key opens: tampered, truncated, or
+    encrypted under a foreign key. ``invoice_id`` and ``column`` name the first such value;
+    ``failures`` (a DataFrame: ``id``, ``column``, ``reason``) lists every one. The message
+    holds neither the key nor the token nor any plaintext."""
+
+    reason = "invalid_token"
+
+    def __init__(self, message: str, *, invoice_id: str | None = None, column: str | None = None,
+                 failures: Any = None, reason: str | None = None) -> None:
+        self.invoice_id = invoice_id
+        self.column = column
+        self.failures = failures
+        super().__init__(message, reason=reason)
+
+
+# -- signed identities (invoicekit.security.identity) --------------------------------------
+__all__ += ["IdentityError", "IDENTITY_SQLSTATE"]
+
+#: SQLSTATE the PostgreSQL central store raises when it refuses a push's identity token
+#: (its DETAIL is the reason code); :func:`translate` turns it into an IdentityError
+IDENTITY_SQLSTATE = "IK401"
+
+
+class IdentityError(InvoicekitError):
+    """A push's identity token is missing, or refused (expired, unsigned, wrongly signed,
+    wrong issuer, malformed), or the token secret is unusable; ``reason`` says which, and
+    ``store`` names the store when there is one. The message holds neither the secret nor
+    the token."""
+
+    reason = "token_refused"
+
+    def __init__(self, message: str, *, store: str | None = None, reason: str | None = None) -> None:
+        self.store = mask_secrets(str(store)) if store else None
+        super().__init__(mask_secrets(message), reason=reason)

@@ -100,6 +100,30 @@ def _checksum_table(table: pa.Table) -> pa.Array:
     return sha.to_arrow()
 
 
+def _plaintext(invoices: pd.DataFrame, *, func: str) -> pd.DataFrame:
+    """``invoices`` with encrypted ``client_data`` decrypted (checksums are over the
+    plaintext), using the configured keys; a KeyConfigError when none are configured.
+    One vectorised prefix test when nothing is encrypted; ``security`` is imported only
+    when something is."""
+    if "client_data" not in invoices.columns:
+        return invoices
+    data = pa.array(invoices["client_data"].astype(pd.ArrowDtype(pa.string())))
+    if not pc.any(pc.starts_with(data, '{"encrypted":"fernet:')).as_py():
+        return invoices
+    from .errors import KeyConfigError
+    from .security import KEY_HELP, configured_keys, decrypt
+
+    keys = configured_keys()
+    if keys is None:
+        n = int(pc.sum(pc.starts_with(data, '{"encrypted":"fernet:')).as_py())
+        raise KeyConfigError(f"{func}: {n:,} row(s) hold encrypted client_data and checksums are taken over the "
+                             f"plaintext: decrypt first (invoicekit.decrypt(invoice_set, keys=...)), or {KEY_HELP}",
+                             reason="encrypted_without_key")
+    from .schema import InvoiceSet
+
+    return decrypt(InvoiceSet(invoices), keys=keys, fields=["client_data"]).invoices
+
+
 def row_checksum(row: dict) -> str:
     """The devices' checksum of one offline-schema row (``total_amount`` may be a Decimal).
 
@@ -118,8 +142,12 @@ def checksum(invoices: pd.DataFrame) -> pd.Series:
 
     Returns a string Series aligned with ``invoices``' index. Does not mutate the input.
     ``invoices`` may also be an InvoiceSet or a store path or URL (loaded for you).
+    Encrypted ``client_data`` (:func:`invoicekit.encrypt`) is checksummed as its plaintext,
+    decrypted with the configured keys (``INVOICEKIT_KEYS`` / ``INVOICEKIT_KEY_FILE``); with
+    none configured it is a :class:`~invoicekit.errors.KeyConfigError`, never a checksum of
+    the ciphertext.
     """
-    invoices = as_invoices_frame(invoices, func="checksum", columns=_COLS)
+    invoices = _plaintext(as_invoices_frame(invoices, func="checksum", columns=_COLS), func="checksum")
     table = pa.Table.from_pandas(invoices[_COLS], preserve_index=False)
     sha = pd.Series(_checksum_table(table), index=invoices.index, dtype=pd.ArrowDtype(pa.string()))
     return sha.rename("checksum")
@@ -153,7 +181,7 @@ def nested_checksum(invoices: pd.DataFrame) -> pd.Series:
 def verify(invoices: pd.DataFrame) -> pd.Series:
     """Boolean Series: True where the stored ``checksum`` equals the recomputed one, over the
     stored JSON text or (for a device that checksummed objects) over the parsed JSON."""
-    invoices = as_invoices_frame(invoices, func="verify", columns=[*_COLS, "checksum"])
+    invoices = _plaintext(as_invoices_frame(invoices, func="verify", columns=[*_COLS, "checksum"]), func="verify")
     ok = (checksum(invoices) == invoices["checksum"]).fillna(False).astype(bool)
     if not ok.all():
         rest = invoices[~ok.to_numpy()]
@@ -174,7 +202,8 @@ class TamperReport(pd.DataFrame):
 
 def tampered(invoices: pd.DataFrame) -> pd.DataFrame:
     """The rows failing :func:`verify`: id, source, source_row, stored and computed checksum."""
-    invoices = as_invoices_frame(invoices, func="tampered", columns=[*_COLS, "id", "source", "source_row", "checksum"])
+    columns = [*_COLS, "id", "source", "source_row", "checksum"]
+    invoices = _plaintext(as_invoices_frame(invoices, func="tampered", columns=columns), func="tampered")
     computed = checksum(invoices)
     bad = ~verify(invoices).to_numpy()
     out = invoices.loc[bad, ["id", "source", "source_row", "checksum"]].rename(columns={"checksum": "stored"})

@@ -257,6 +257,12 @@ class InvoiceSet:
         invoices, lines, problems, _, pending = self._state()
         return _rebuild(invoices, None if pending is not None else lines, problems, base, pending)
 
+    def with_invoices(self, invoices: pd.DataFrame) -> "InvoiceSet":
+        """The same set (lines, problems, base; deferred lines stay deferred) with ``invoices``
+        as its invoices frame, e.g. the same rows with some columns replaced."""
+        _, lines, problems, base, pending = self._state()
+        return _rebuild(invoices, None if pending is not None else lines, problems, base, pending)
+
     @classmethod
     def from_arrow(
         cls, invoices: pa.Table, lines: pa.Table, problems: pa.Table | None = None

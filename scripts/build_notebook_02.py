@@ -12,8 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+from _notebooks import execute  # scripts/ is sys.path[0] when run
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "notebooks" / "02_reconcile_sync.ipynb"
@@ -186,22 +185,8 @@ print("ok:", out_f.ok, "| deleted as the truth says:",
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    for kind, text in CELLS:
-        nb.cells.append(nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text))
-    return nb
-
-
 def main() -> int:
-    nb = build()
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(TARGET.parent)}})
-    client.execute()
-    nbformat.write(nb, TARGET)
-    print(f"wrote {TARGET}")
-    return 0
+    return execute(CELLS, TARGET)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_db_init_sqlite_twice(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
     assert main(["db", "init", url]) == 0
     assert main(["db", "init", url]) == 0
-    assert "schema version 6" in capsys.readouterr().out
+    assert "schema version 9" in capsys.readouterr().out
 
 
 def test_db_init_postgres(central_pg_url):
@@ -81,7 +81,9 @@ def test_demo_end_to_end(tmp_path, central, request):
     assert result["device"] == {"drain": {"synced": 3}, "redelivered": {"already_synced": 1}}
     assert "those 3 invoices now: " in r.stdout and r.stdout.count(" same") >= 3
     # duplicates in the central sample set (make_duplicates planted 19 re-entries), and PDFs
-    assert result["duplicates"] == {"pairs": 19, "removed": 19}
+    assert result["duplicates"] == {"pairs": 19, "removed": 19, "cleanup_removed": 17, "cleanup_restored": 17,
+                                    "live_during_cleanup": 483}  # the synced central: 2 pairs fewer
+    assert "content checksums all as before" in r.stdout
     assert (tmp_path / "out" / "duplicates.html").exists()
     assert result["render"] == {"ok": 4, "failed": 0}
     pdfs = sorted((tmp_path / "out" / "pdf").rglob("*.pdf"))

@@ -58,7 +58,17 @@ EXAMPLES = {
     NotAStoreError: lambda: NotAStoreError("junk", store="junk.sqlite"),
     StoreSchemaError: lambda: StoreSchemaError("old", store="sqlite:///c.sqlite", missing=["invoices", "x"]),
     StoreUnavailableError: lambda: StoreUnavailableError("down", store=UNREACHABLE, reason="connection_lost"),
+    errors.InvoiceNotFoundError: lambda: errors.InvoiceNotFoundError("no invoice 'x-1'", store="a.sqlite",
+                                                                     invoice_id="x-1"),
     ValidationError: lambda: ValidationError(_problems(), context="write_central"),
+    errors.KeyConfigError: lambda: errors.KeyConfigError("no encryption key configured: set INVOICEKIT_KEYS"),
+    errors.DecryptionError: lambda: errors.DecryptionError(
+        "decrypt: invoice 'inv-1' column 'client_email': invalid token", invoice_id="inv-1", column="client_email",
+        failures=pd.DataFrame({"id": ["inv-1"], "column": ["client_email"], "reason": ["invalid_token"]}),
+        reason="invalid_token"),
+    errors.IdentityError: lambda: errors.IdentityError(
+        "central store sqlite:///c.sqlite: identity token refused: the token has expired; issue a new one",
+        store="sqlite:///c.sqlite", reason="token_expired"),
 }
 
 

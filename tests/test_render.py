@@ -91,6 +91,26 @@ def test_forty_lines_repeat_the_header_on_page_two(tmp_path):
     assert "Position number 40" in pdf_text(pdf, tmp_path)
 
 
+def test_labels_follow_the_locale_language(tmp_path):
+    s = invoice_set([{"id": "t", "number": "T-1", "client": "Steuer GmbH", "rates": [19, 7],
+                      "lines": [("Beratung", 1, "100.00"), ("Buch", 2, "10.00")]}])
+    de = pdf_text(render_pdf(s, "t", seller=SELLER_NO_IBAN, locale="de_DE"), tmp_path)
+    assert "Rechnung" in de and "RECHNUNG AN" in de and "BESCHREIBUNG" in de and "Nettobetrag" in de
+    assert "Zu zahlen" in de and "USt 19" in de and "Total due" not in de
+    fr = pdf_text(render_pdf(s, "t", seller=SELLER_NO_IBAN, locale="fr_FR"), tmp_path)
+    assert "Facture" in fr and "Total à payer" in fr and "Total HT" in fr
+    other = pdf_text(render_pdf(s, "t", seller=SELLER_NO_IBAN, locale="ja_JP"), tmp_path)
+    assert "Invoice" in other and "Total due" in other  # a language without labels prints English
+    lines = [(f"Position {i}", 1, "10.00") for i in range(1, 41)]
+    long = invoice_set([{"id": "long", "number": "L-40", "client": "Lang AG", "lines": lines}])
+    pdf = render_pdf(long, "long", template="invoice_multipage", seller=SELLER_NO_IBAN, locale="de_DE")
+    assert f"Seite 2 von {page_count(pdf)}" in pdf_text(pdf, tmp_path, first=2, last=2)
+    note = pdf_text(render_pdf(invoice_set([{"id": "cn", "number": "CN-1", "client": "X",
+                                             "lines": [("Retoure", 1, "-5.00")]}]),
+                               "cn", template="credit_note", seller=SELLER_NO_IBAN, locale="de_DE"), tmp_path)
+    assert "Gutschrift" in note and "Gutgeschrieben" in note
+
+
 def test_credit_note_template(tmp_path):
     s = invoice_set([{"id": "cn", "number": "CN-7", "client": "Refund AG", "lines": [("Returned goods", 1, "-49.90")]}])
     text = pdf_text(render_pdf(s, "cn", template="credit_note", seller=SELLER_NO_IBAN), tmp_path)

@@ -6,6 +6,9 @@ jumping), with two guards against chaining unrelated invoices through weak links
 * a *weak* link (score below ``strong``) inside a group of three or more is kept only
   when its two invoices share another duplicate (a triangle); a lone weak bridge between
   two groups is cut;
+* two invoices a reviewer marked not the same (``record_decisions``) never end in one
+  group, even when each is a duplicate of a third: the group's weakest links are cut until
+  they part;
 * a group larger than ``max_size`` is rebuilt from ever stronger links only (0.9, 0.99,
   0.999); what is still too large is left out (listed in ``oversize``) rather than merged.
 
@@ -16,7 +19,7 @@ across runs and row orders. The survivor (``is_survivor``) is the earliest entry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,11 +35,13 @@ __all__ = ["cluster_duplicates", "DuplicateClusters", "components"]
 class DuplicateClusters:
     """Groups of duplicate entries: ``clusters`` has ``cluster_id``, ``id``, ``is_survivor``,
     ``size``, one row per member (groups of two or more only); ``oversize`` lists the ids of
-    groups too large to trust (left out); ``invoices`` is the pairs' invoice metadata."""
+    groups too large to trust (left out); ``invoices`` is the pairs' invoice metadata;
+    ``links``: ``id_a``, ``id_b``, ``score`` of the duplicate pairs that hold the clusters together."""
 
     clusters: pd.DataFrame
     oversize: pd.DataFrame
     invoices: pd.DataFrame
+    links: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"id_a": [], "id_b": [], "score": []}))
 
     def summary(self) -> pd.DataFrame:
         """Clusters by size."""
@@ -80,6 +85,34 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         labels = new
 
 
+def _apart(pairs: DuplicatePairs, ids: np.ndarray, a: np.ndarray, b: np.ndarray,
+           score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The links and labels with every pair a reviewer marked not the same (action
+    ``keep_both``) in two clusters: while such a pair shares a cluster (chained through a
+    third invoice), that cluster's weakest link is cut. Loops over the clusters that hold
+    such a pair only (reviewers' decisions: few), never over rows."""
+    labels = components(len(ids), a, b)
+    if "action" not in pairs.pairs.columns or not len(ids):
+        return a, b, score, labels
+    apart = pairs.pairs[pairs.pairs["action"] == "keep_both"]
+    if apart.empty:
+        return a, b, score, labels
+    x = np.searchsorted(ids, apart["id_a"].to_numpy(dtype=object))
+    y = np.searchsorted(ids, apart["id_b"].to_numpy(dtype=object))
+    known = (x < len(ids)) & (y < len(ids))
+    known[known] &= (ids[x[known]] == apart["id_a"].to_numpy(dtype=object)[known]) \
+        & (ids[y[known]] == apart["id_b"].to_numpy(dtype=object)[known])
+    x, y = x[known], y[known]
+    while True:
+        together = labels[x] == labels[y]
+        if not together.any():
+            return a, b, score, labels
+        inside = np.flatnonzero(labels[a] == labels[x[together][0]])
+        cut = inside[np.argmin(score[inside])]
+        a, b, score = np.delete(a, cut), np.delete(b, cut), np.delete(score, cut)
+        labels = components(len(ids), a, b)
+
+
 def _supported(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For each edge: do its two nodes share a neighbour (is it in a triangle)?"""
     if not len(a):
@@ -109,7 +142,7 @@ def cluster_duplicates(pairs: DuplicatePairs, *, max_size: int = 20, strong: flo
     weak = (score < strong) & (size[labels[a]] > 2)
     keep = ~weak | _supported(a, b)
     a, b, score = a[keep], b[keep], score[keep]
-    labels = components(len(ids), a, b)
+    a, b, score, labels = _apart(pairs, ids, a, b, score)
     for level in (strong, 0.99, 0.999):
         size = np.bincount(labels, minlength=len(ids))
         big = size[labels] > max_size
@@ -129,4 +162,6 @@ def cluster_duplicates(pairs: DuplicatePairs, *, max_size: int = 20, strong: flo
     members["is_survivor"] = ~members["cluster_id"].duplicated()
     out = members[["cluster_id", "id", "is_survivor", "size"]].reset_index(drop=True)
     out = out.astype({"cluster_id": "string[pyarrow]", "id": "string[pyarrow]", "size": "int64"})
-    return DuplicateClusters(out, oversize, pairs.invoices)
+    links = pd.DataFrame({"id_a": ids[a], "id_b": ids[b], "score": score})
+    links = links[links["id_a"].isin(out["id"])].reset_index(drop=True)
+    return DuplicateClusters(out, oversize, pairs.invoices, links)

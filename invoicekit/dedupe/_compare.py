@@ -24,7 +24,7 @@ from .. import _duck
 from ..errors import MissingDependencyError
 from . import _normalize as N
 
-__all__ = ["prepare", "compare", "FIELDS", "NUMBER_LEVELS", "TAX_LEVELS"]
+__all__ = ["prepare", "block_columns", "add_lines", "compare", "FIELDS", "INPUTS", "NUMBER_LEVELS", "TAX_LEVELS"]
 
 #: the compared fields, in the order of the ``sim_<field>`` columns
 FIELDS = ("invoice_number", "client_tax_id", "client_name", "client_email", "client_address", "total",
@@ -42,8 +42,17 @@ SELECT left(array_to_string(list_sort(list_transform(
        ' | '), 600) AS bag
 FROM t
 """
+#: the forms that block (:func:`block_columns`) and what :func:`compare` reads
+_KEY_FORMS = ("tax", "name_key", "number_nozero", "number_anagram", "number_tail")
 _CODED = ("number_plain", "number_folded", "number_fixed", "number_nozero", "number_tail", "tax", "email", "name_key",
-          "number_anagram")
+          "number_anagram", "name", "address")
+INPUTS = ("number_plain_code", "number_fixed_code", "number_folded_code", "number_tail_code", "number_folded",
+          "number_folded_ok", "number_fixed", "number_fixed_ok", "number_bare", "tax", "tax_ok", "tax_code", "name",
+          "name_ok", "name_code", "address", "address_ok", "address_code", "lines", "lines_ok", "lines_code",
+          "email_ok", "email_code", "cents", "has_cents", "created", "currency")
+#: the forms whose text :func:`prepare` returns (the others are needed as codes only)
+_VALUES = ("number_folded", "number_fixed", "tax", "name", "email", "address")
+_SOURCE_COLUMNS = ("invoice_number", "client_tax_id", "client_name", "client_email", "client_address")
 
 
 def _arrow(frame: pd.DataFrame, name: str) -> pa.Array:
@@ -80,44 +89,71 @@ def _cents(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return cents, valid
 
 
+def _column(frames: list[pd.DataFrame], name: str) -> pa.Array | pa.ChunkedArray:
+    """String column ``name`` of ``frames``, one after the other (chunked: not copied)."""
+    arrays = [_strings(f, name) for f in frames]
+    return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays, pa.string())
+
+
+def _scalars(frames: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+    """Minor units, date (microseconds) and currency code of each row."""
+    cents, has_cents, created = [], [], []
+    for f in frames:
+        c, ok = _cents(_arrow(f, "total"))
+        us = pc.cast(_arrow(f, "created_at"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        cents.append(c)
+        has_cents.append(ok)
+        created.append(pc.fill_null(us, 0).to_numpy(zero_copy_only=False))
+    values, idx = N.distinct(_column(frames, "currency"))
+    currency = pl.from_arrow(values.cast(pa.string())).str.strip_chars().str.to_uppercase()
+    rank = currency.rank("dense").cast(pl.Int64).fill_null(0).to_numpy()
+    return {"cents": np.concatenate(cents), "has_cents": np.concatenate(has_cents),
+            "currency": np.append(rank, 0)[idx], "created": np.concatenate(created)}
+
+
+def block_columns(frames: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+    """What blocking needs of the rows of ``frames`` (one after the other): the codes of the
+    key forms, minor units, date and currency; cheaper than :func:`prepare`."""
+    forms = N.coded({c: _column(frames, c) for c in ("invoice_number", "client_tax_id", "client_name")},
+                    _KEY_FORMS)
+    out = {f"{key}_code": forms[key].codes for key in _KEY_FORMS}
+    out.update(_scalars(frames))
+    return out
+
+
 def prepare(inv: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per-row normalised values, validity, codes and blocking keys of the invoices frame.
 
-    Text values are numpy object arrays (``None`` for null); ``<name>_ok`` says where a
-    value exists and ``<name>_code`` holds dense integer codes (-1: null) for exact
-    equality. The line multisets are added later, for the rows in candidate pairs only
-    (:func:`add_lines`).
+    Text values (the forms in :data:`_VALUES`) are numpy object arrays (``None`` for null);
+    ``<name>_ok`` says where a value exists and ``<name>_code`` holds dense integer codes
+    (-1: null) for exact equality. Each distinct value is normalised once. The line
+    multisets are added later, for the rows in candidate pairs only (:func:`add_lines`).
     """
-    forms = N.normalised({c: _strings(inv, c) for c in ("invoice_number", "client_tax_id", "client_name",
-                                                          "client_email", "client_address")})
-    codes = forms.select([(pl.col(c).rank("dense").cast(pl.Int64).fill_null(0) - 1).alias(c) for c in _CODED])
+    forms = N.coded({c: _strings(inv, c) for c in _SOURCE_COLUMNS})
     out: dict[str, np.ndarray] = {}
     for key in N.TEXT_FORMS:
-        values = forms.get_column(key)
-        out[key] = values.to_numpy()
-        out[f"{key}_ok"] = values.is_not_null().to_numpy()
+        if key in _VALUES:
+            out[key] = forms[key].per_row()
+        out[f"{key}_ok"] = forms[key].codes >= 0
     for key in _CODED:
-        out[f"{key}_code"] = codes.get_column(key).to_numpy()
-    bare = pl.col("number_fixed").str.contains(r"^[0-9]+$").fill_null(False)
-    out["number_bare"] = forms.select(bare).to_series().to_numpy()
-    cents, has_cents = _cents(_arrow(inv, "total"))
-    created = pc.cast(_arrow(inv, "created_at"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    currency = pl.from_arrow(_strings(inv, "currency")).str.strip_chars().str.to_uppercase()
-    out.update({
-        "cents": cents, "has_cents": has_cents,
-        "currency": currency.rank("dense").cast(pl.Int64).fill_null(0).to_numpy(),
-        "created": pc.fill_null(created, 0).to_numpy(zero_copy_only=False),
-    })
+        out[f"{key}_code"] = forms[key].codes
+    out["number_bare"] = forms["number_bare"].per_row().astype(bool)
+    out.update(_scalars([inv]))
     return out
 
 
 def add_lines(p: dict[str, np.ndarray], inv: pd.DataFrame, rows: np.ndarray) -> None:
-    """Fill ``p["lines"]``/``p["lines_ok"]`` for ``rows`` (others stay missing)."""
-    bags = np.full(len(p["cents"]), None, dtype=object)
+    """Fill ``p["lines"]``/``p["lines_ok"]``/``p["lines_code"]`` for ``rows`` (others stay
+    missing); each distinct line-items text is parsed once."""
+    codes = np.full(len(p["cents"]), -1, np.int64)
+    values = np.zeros(0, dtype=object)
     if len(rows):
-        bags[rows] = line_bags(_strings(inv, "line_items").take(pa.array(rows)))
-    p["lines"] = bags
-    p["lines_ok"] = pd.notna(bags)
+        texts, idx = N.distinct(_strings(inv, "line_items").take(pa.array(rows)))
+        bags = N.code(pl.Series(line_bags(texts.cast(pa.string())), dtype=pl.String), idx)
+        codes[rows], values = bags.codes, bags.values
+    p["lines"] = N.Coded(values, codes).per_row()
+    p["lines_ok"] = codes >= 0
+    p["lines_code"] = codes
 
 
 def _rapidfuzz():
@@ -130,24 +166,41 @@ def _rapidfuzz():
     return fuzz, process, OSA, Levenshtein
 
 
-def _pair(scorer, sa: dict, sb: dict, key: str, workers: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of ``scorer`` over aligned values (missing -> ''), and where both sides exist."""
-    ok = sa[f"{key}_ok"] & sb[f"{key}_ok"]
-    if not len(ok):
-        return np.zeros(0), ok
-    aa = np.where(ok, sa[key], "")
-    bb = np.where(ok, sb[key], "")
-    out = _rapidfuzz()[1].cpdist(list(aa), list(bb), scorer=scorer, workers=workers)
-    return np.asarray(out, dtype=np.float64), ok
-
-
-def _pair_where(scorer, sa: dict, sb: dict, key: str, w: int, where: np.ndarray) -> np.ndarray:
-    """Scores of ``scorer`` only for the pairs in ``where`` (0 elsewhere): saves the work."""
-    out = np.zeros(len(where))
-    idx = np.flatnonzero(where & sa[f"{key}_ok"] & sb[f"{key}_ok"])
-    if len(idx):
-        out[idx] = _rapidfuzz()[1].cpdist(list(sa[key][idx]), list(sb[key][idx]), scorer=scorer, workers=w)
+def _scores(scorer, sa: dict, sb: dict, key: str, w: int, where: np.ndarray | None, same: float) -> np.ndarray:
+    """``scorer`` of the pairs in ``where`` (default all) where both sides exist, 0 elsewhere:
+    ``same`` where the two values are equal (equal codes), and one ``cpdist`` call over the
+    distinct pairs of unequal values only (the scorers are symmetric, so a pair's two values
+    go in code order and each distinct pair is scored once)."""
+    ca, cb = sa[f"{key}_code"], sb[f"{key}_code"]
+    sel = sa[f"{key}_ok"] & sb[f"{key}_ok"]
+    if where is not None:
+        sel = sel & where
+    out = np.zeros(len(ca))
+    out[sel & (ca == cb)] = same
+    idx = np.flatnonzero(sel & (ca != cb))
+    if not len(idx):
+        return out
+    lo, hi = np.minimum(ca[idx], cb[idx]), np.maximum(ca[idx], cb[idx])
+    uniq, pair = N.distinct(pa.array(lo * (int(hi.max()) + 1) + hi))
+    first = np.zeros(len(uniq), np.int64)
+    first[pair] = idx
+    va, vb = sa[key][first], sb[key][first]
+    swap = ca[first] > cb[first]
+    left, right = np.where(swap, vb, va), np.where(swap, va, vb)
+    scores = _rapidfuzz()[1].cpdist(list(left), list(right), scorer=scorer, workers=w)
+    out[idx] = np.asarray(scores, dtype=np.float64)[pair]
     return out
+
+
+def _pair(scorer, sa: dict, sb: dict, key: str, workers: int = -1,
+          same: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``scorer`` over aligned values (0 where a side is missing), and where both sides exist."""
+    return _scores(scorer, sa, sb, key, workers, None, same), sa[f"{key}_ok"] & sb[f"{key}_ok"]
+
+
+def _pair_where(scorer, sa: dict, sb: dict, key: str, w: int, where: np.ndarray, same: float = 100.0) -> np.ndarray:
+    """Scores of ``scorer`` only for the pairs in ``where`` (0 elsewhere): saves the work."""
+    return _scores(scorer, sa, sb, key, w, where, same)
 
 
 def _eq(sa: dict, sb: dict, key: str) -> np.ndarray:
@@ -165,8 +218,8 @@ def compare(sa: dict[str, np.ndarray], sb: dict[str, np.ndarray], workers: int =
     eq_plain = _eq(sa, sb, "number_plain")
     eq_fixed = _eq(sa, sb, "number_fixed") | _eq(sa, sb, "number_folded")
     eq_tail = _eq(sa, sb, "number_tail")
-    osa, ok_num = _pair(OSA.distance, sa, sb, "number_folded", w)
-    lev = _pair_where(Levenshtein.distance, sa, sb, "number_folded", w, (osa == 1) & ~eq_fixed)
+    osa, ok_num = _pair(OSA.distance, sa, sb, "number_folded", w, same=0)
+    lev = _pair_where(Levenshtein.distance, sa, sb, "number_folded", w, (osa == 1) & ~eq_fixed, same=0)
     level = np.where(~ok_num, 0, 1)
     bare = sa["number_bare"] | sb["number_bare"]  # one was retyped without its prefix
     level = np.where(ok_num & eq_tail & bare, 2, level)
@@ -178,7 +231,7 @@ def compare(sa: dict[str, np.ndarray], sb: dict[str, np.ndarray], workers: int =
     sim = np.select([level == 5, level == 4, level == 3, level == 2], [1.0, 0.95, 0.9, 0.8], 0.7 * ratio_num / 100)
     out["sim_invoice_number"] = np.where(ok_num, sim, np.nan)
 
-    tax_osa, ok_tax = _pair(OSA.distance, sa, sb, "tax", w)
+    tax_osa, ok_tax = _pair(OSA.distance, sa, sb, "tax", w, same=0)
     tlevel = np.select([~ok_tax, tax_osa == 0, tax_osa <= 1], [0, 3, 2], 1)
     out["tax_level"] = tlevel.astype(np.int8)
     tax_ratio = _pair_where(fuzz.ratio, sa, sb, "tax", w, tlevel == 1)

@@ -17,7 +17,6 @@ from .._progress import bar
 from ..errors import UsageError
 from ..schema import InvoiceSet
 from . import _blocking, _compare
-from . import _normalize as N
 from ._reason import reasons
 from ._score import PRESETS
 
@@ -37,10 +36,11 @@ class DuplicatePairs:
 
     ``pairs``: ``id_a``, ``id_b`` (``id_a < id_b``), ``sim_<field>`` (0-1, NaN where a side
     lacks the field), ``score`` (0-1), ``is_duplicate`` (the preset's decision at its fixed
-    threshold), ``action`` (``merge``, ``review`` or ``skip``), ``reason``, ``rules`` (the
-    blocking rules that proposed the pair). ``invoices``: ``id``, ``created_at``,
-    ``modified_at``, ``filled`` (non-empty client and number fields) of the invoices
-    compared, for clustering and survivor choice. ``stats``: counts of the run.
+    threshold), ``action`` (``merge``, ``review`` or ``skip``; ``keep_both`` for a pair a
+    reviewer marked not the same), ``reason``, ``rules`` (the blocking rules that proposed
+    the pair). ``invoices``: ``id``, ``created_at``, ``modified_at``, ``filled`` (non-empty
+    client and number fields) of the invoices compared, for clustering and survivor choice.
+    ``stats``: counts of the run.
     """
 
     pairs: pd.DataFrame
@@ -56,7 +56,7 @@ class DuplicatePairs:
 
     def summary(self) -> pd.DataFrame:
         """Pairs by action, with the run's counts in ``attrs``."""
-        counts = self.pairs["action"].value_counts().reindex(["skip", "merge", "review"], fill_value=0)
+        counts = self.pairs["action"].value_counts().reindex(["skip", "merge", "review", "keep_both"], fill_value=0)
         out = counts.rename_axis("action").rename("pairs").reset_index()
         out.attrs.update(self.stats)
         return out
@@ -100,33 +100,52 @@ def _frame(invoices, name: str) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{name} lacks column(s) {missing}; expected the invoices frame of an InvoiceSet "
                          f"(columns {list(REQUIRED_COLUMNS)})", reason="missing_columns")
-    if "deleted_at" in frame.columns:
+    if "deleted_at" in frame.columns and frame["deleted_at"].notna().any():
         frame = frame[frame["deleted_at"].isna()]
     return frame[[c for c in (*REQUIRED_COLUMNS, "modified_at") if c in frame.columns]]
 
 
-def _weeks(f: pd.DataFrame) -> np.ndarray:
-    us = pc.cast(_compare._arrow(f, "created_at"), pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return pc.fill_null(us, 0).to_numpy(zero_copy_only=False) // (7 * 86_400_000_000)
+def _rank(frames: list[pd.DataFrame], created: np.ndarray) -> np.ndarray:
+    """The blocking's tie-break (so results do not depend on row order): among rows created
+    at the same instant, the rank of the id; 0 for the others (the ids are sorted only there)."""
+    order = pl.Series(created).arg_sort().to_numpy()
+    same = created[order[1:]] == created[order[:-1]]
+    tied = np.zeros(len(created), bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    rows = order[tied]
+    rank = np.zeros(len(created), np.int64)
+    if len(rows):
+        ids = _compare._column(frames, "id").take(pa.array(rows))
+        rank[rows] = pl.from_arrow(ids).rank("ordinal").cast(pl.Int64).to_numpy()
+    return rank
 
 
-def _near(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """The existing invoices a blocking rule could pair with a new one: the rules need the
-    amount within a cent and dates within 15 days (so within three weeks), or the same
-    number key within 30 days (five weeks)."""
-    def key(f, weeks, dc: int, dw: int):
-        cents, ok = _compare._cents(_compare._arrow(f, "total"))
-        return np.where(ok, (cents + dc) * 10_000 + (weeks + dw), -1), ok
+def _incremental(new: pd.DataFrame, old: pd.DataFrame):
+    """``(frame, is_new, (a, b, rules))``: the new invoices and the existing ones that some
+    blocking rule pairs with a new one, and those pairs (row positions in ``frame``).
+    Blocking runs over all rows on the key columns only (:func:`_compare.block_columns`),
+    so the pairs are those a run over everything would find that touch a new invoice."""
+    fresh = pc.invert(pc.is_in(_compare._strings(old, "id"), value_set=_compare._strings(new, "id")))
+    if not pc.all(fresh).as_py():
+        old = old[fresh.to_numpy(zero_copy_only=False)]
+    is_new = np.r_[np.ones(len(new), bool), np.zeros(len(old), bool)]
+    columns = _compare.block_columns([new, old])
+    keys = _keys(columns, _rank([new, old], columns["created"]))
+    a, b, rules = _blocking.candidate_pairs(keys, is_new=is_new)
+    rows = _rows(len(is_new), a, b)
+    kept = np.r_[np.flatnonzero(is_new), rows[~is_new[rows]]]
+    position = np.full(len(is_new), -1, np.int64)
+    position[kept] = np.arange(len(kept))
+    frame = pd.concat([new, old.iloc[kept[len(new):] - len(new)]], ignore_index=True)
+    return frame, is_new[kept], (position[a], position[b], rules)
 
-    new_weeks, old_weeks = _weeks(new), _weeks(old)
-    wanted = np.unique(np.concatenate([key(new, new_weeks, dc, dw)[0] for dc in (-1, 0, 1) for dw in range(-3, 4)]))
-    old_key, old_ok = key(old, old_weeks, 0, 0)
-    keep = old_ok & np.isin(old_key, wanted)
-    numbers = _compare._strings(new, "invoice_number")
-    wanted_numbers = pl.concat([N.number_weeks(numbers, new_weeks + dw) for dw in range(-5, 6)]).drop_nulls()
-    old_numbers = N.number_weeks(_compare._strings(old, "invoice_number"), old_weeks)
-    keep |= old_numbers.is_in(wanted_numbers.unique().implode()).fill_null(False).to_numpy()
-    return old[keep]
+
+def _rows(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The rows (of ``n``) in some pair, ascending."""
+    used = np.zeros(n, bool)
+    used[a] = used[b] = True
+    return np.flatnonzero(used)
 
 
 def _keys(p: dict, id_rank: np.ndarray) -> _blocking.Keys:
@@ -138,7 +157,7 @@ def _keys(p: dict, id_rank: np.ndarray) -> _blocking.Keys:
 
 def _compare_all(p: dict, a: np.ndarray, b: np.ndarray, *, workers, executor, progress) -> dict:
     """Comparison arrays for all pairs, chunk by chunk (on ``executor`` when given)."""
-    keys = list(p)
+    keys = [k for k in _compare.INPUTS if k in p]
     chunks = [(a[i:i + CHUNK], b[i:i + CHUNK]) for i in range(0, len(a), CHUNK)] or [(a, b)]
     w = -1 if workers is None else workers
     args = [({k: p[k][ca] for k in keys}, {k: p[k][cb] for k in keys}, w) for ca, cb in chunks]
@@ -158,7 +177,7 @@ def _compare_all(p: dict, a: np.ndarray, b: np.ndarray, *, workers, executor, pr
 
 def find_duplicates(invoices, *, against=None, preset: str = "invoice", threshold: float | None = None,
                     workers: int | None = None, executor: Executor | None = None,
-                    progress: bool | None = None) -> DuplicatePairs:
+                    progress: bool | None = None, decisions=None) -> DuplicatePairs:
     """Find invoices entered more than once; returns :class:`DuplicatePairs`. Input is not mutated.
 
     ``invoices`` is an :class:`~invoicekit.InvoiceSet` or its ``invoices`` frame (tombstones
@@ -167,7 +186,9 @@ def find_duplicates(invoices, *, against=None, preset: str = "invoice", threshol
     ``"invoice"`` (default) or ``"seed"`` (see :mod:`invoicekit.dedupe._score`);
     ``threshold`` overrides the preset's. ``workers``: threads for the string comparisons
     (default all cores); ``executor``: any ``concurrent.futures.Executor`` to compare
-    chunks of pairs on; ``progress``: show a bar (default: for large runs).
+    chunks of pairs on; ``progress``: show a bar (default: for large runs). ``decisions``:
+    reviewers' decisions (a DataFrame, or a store to read them from) that override the
+    preset's (see :mod:`invoicekit.dedupe._decisions`).
     """
     if preset not in PRESETS:
         raise UsageError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}", reason="bad_preset")
@@ -178,21 +199,17 @@ def find_duplicates(invoices, *, against=None, preset: str = "invoice", threshol
     if executor is not None and not isinstance(executor, Executor):
         raise UsageError("executor must be a concurrent.futures.Executor (e.g. a Dask client's get_executor())")
     frame = _frame(invoices, "invoices")
-    is_new = None
+    is_new = found = None
     if against is not None:
-        old = _frame(against, "against")
-        old = _near(old[~old["id"].isin(frame["id"])], frame)
-        is_new = np.r_[np.ones(len(frame), bool), np.zeros(len(old), bool)]
-        frame = pd.concat([frame, old], ignore_index=True)
+        frame, is_new, found = _incremental(frame, _frame(against, "against"))
     frame = frame.reset_index(drop=True)
     prepared = _compare.prepare(frame)
-    id_col = pl.from_arrow(_compare._strings(frame, "id"))
-    ids = id_col.to_numpy()
-    rank = id_col.rank("ordinal").cast(pl.Int64).to_numpy()
-    a, b, rules = _blocking.candidate_pairs(_keys(prepared, rank), is_new=is_new)
+    ids = pl.from_arrow(_compare._strings(frame, "id")).to_numpy()
+    a, b, rules = found if found is not None else _blocking.candidate_pairs(
+        _keys(prepared, _rank([frame], prepared["created"])))
     keep = ids[a] != ids[b]  # the same invoice read twice is no duplicate
     a, b, rules = a[keep], b[keep], rules[keep]
-    _compare.add_lines(prepared, frame, np.unique(np.r_[a, b]))
+    _compare.add_lines(prepared, frame, _rows(len(frame), a, b))
     comp = _compare_all(prepared, a, b, workers=workers, executor=executor, progress=progress)
     score = model.score(comp)
     shown = score >= min(model.review, cut)
@@ -200,7 +217,12 @@ def find_duplicates(invoices, *, against=None, preset: str = "invoice", threshol
     pairs = _pairs_frame(ids, a[shown], b[shown], rules[shown], comp, score[shown], cut, model)
     stats = {"invoices": len(frame), "new": int(is_new.sum()) if is_new is not None else len(frame),
              "candidates": int(len(a)), "duplicates": int(pairs["is_duplicate"].sum())}
-    return DuplicatePairs(pairs, _meta(frame, prepared), preset, cut, stats)
+    result = DuplicatePairs(pairs, _meta(frame, prepared), preset, cut, stats)
+    if decisions is None:
+        return result
+    from ._decisions import respect_decisions
+
+    return respect_decisions(result, decisions)
 
 
 def _rule_names(mask: np.ndarray) -> np.ndarray:

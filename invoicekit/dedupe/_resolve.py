@@ -27,7 +27,9 @@ class DuplicateResolution:
     """What a cleanup would do.
 
     ``survivors``: ``cluster_id``, ``id`` (one kept invoice per cluster); ``removed``:
-    ``id``, ``survivor_id``, ``cluster_id`` (entries to tombstone); ``merge_map``: ``id`` ->
+    ``id``, ``survivor_id``, ``cluster_id`` (entries to tombstone), ``score`` (of the pair with
+    the survivor, else the entry's strongest pair in its cluster), ``version`` and ``checksum``
+    (as found, so a cleanup refuses an entry changed since); ``merge_map``: ``id`` ->
     ``survivor_id`` for every cluster member (a survivor maps to itself); ``invoices``:
     the invoices frame without the removed entries; ``keep``: the rule used.
     """
@@ -45,8 +47,9 @@ class DuplicateResolution:
 
     def summary(self) -> pd.DataFrame:
         """Counts of clusters, survivors and removed entries."""
-        return pd.DataFrame({"what": ["clusters", "removed", "invoices left"],
-                             "count": [len(self.survivors), len(self.removed), len(self.invoices)]})
+        live = int(self.invoices["deleted_at"].isna().sum()) if "deleted_at" in self.invoices else len(self.invoices)
+        return pd.DataFrame({"what": ["clusters", "removed", "live invoices left"],
+                             "count": [len(self.survivors), len(self.removed), live]})
 
     def _repr_html_(self) -> str:
         return (f"<b>DuplicateResolution</b> (keep={self.keep}): {len(self.removed):,} entries removed from "
@@ -96,6 +99,22 @@ def _choose(members: pd.DataFrame, keep) -> pd.Series:
     return pd.Series(members.index.isin(first), index=members.index)
 
 
+def _with_found(removed: pd.DataFrame, links: pd.DataFrame, inv: pd.DataFrame) -> pd.DataFrame:
+    """``removed`` plus ``score`` (the pair with the survivor, else the strongest pair of the
+    entry) and the ``version`` and ``checksum`` the entry had when found."""
+    both = pd.concat([links.rename(columns={"id_a": "id", "id_b": "other"}),
+                      links.rename(columns={"id_b": "id", "id_a": "other"})], ignore_index=True)
+    hit = removed[["id", "survivor_id"]].merge(both, on="id")
+    hit = hit.assign(direct=hit["other"] == hit["survivor_id"]).sort_values(
+        ["id", "direct", "score"], ascending=[True, False, False]).drop_duplicates("id")
+    out = removed.merge(hit[["id", "score"]], on="id", how="left")
+    found = inv[["id"]].assign(
+        version=inv["version"].astype("Int64") if "version" in inv.columns else pd.NA,
+        checksum=inv["checksum"].astype("string") if "checksum" in inv.columns else pd.NA)
+    out = out.merge(found.drop_duplicates("id"), on="id", how="left")
+    return out.astype({"score": "float64", "version": "Int64", "checksum": "string"}).reset_index(drop=True)
+
+
 def resolve_duplicates(invoice_set, clusters: DuplicateClusters, *,
                        keep: str | Callable[[pd.DataFrame], object] = "earliest") -> DuplicateResolution:
     """Choose one survivor per cluster (``keep``: ``"earliest"``, ``"latest"`` by
@@ -117,7 +136,7 @@ def resolve_duplicates(invoice_set, clusters: DuplicateClusters, *,
     surv = members.loc[flag.to_numpy(), ["cluster_id", "id"]].sort_values("cluster_id").reset_index(drop=True)
     mm = members[["id", "cluster_id"]].merge(surv.rename(columns={"id": "survivor_id"}), on="cluster_id")
     mm = mm[["id", "survivor_id", "cluster_id"]].sort_values(["cluster_id", "id"]).reset_index(drop=True)
-    removed = mm[mm["id"] != mm["survivor_id"]].reset_index(drop=True)
+    removed = _with_found(mm[mm["id"] != mm["survivor_id"]], clusters.links, inv)
     left = inv[~inv["id"].isin(removed["id"])]
     name = keep if isinstance(keep, str) else getattr(keep, "__name__", "callable")
     return DuplicateResolution(surv, removed, mm, left, name)

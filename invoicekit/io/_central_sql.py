@@ -2,6 +2,37 @@
 
 from __future__ import annotations
 
+#: each device's settings marked ``sync_required`` (the same DDL on both dialects): value is
+#: the JSON text the device stores, version counts the central changes of one key
+SETTINGS_TABLE = """CREATE TABLE IF NOT EXISTS settings (
+            device TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            updated_at TEXT NOT NULL,     -- ISO 8601 UTC
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (device, key)
+        )"""
+
+#: whether pushes need a signed identity token (a row, once init_db got a token secret), who
+#: issues the tokens, and the PostgreSQL role pushes connect with (same DDL on both dialects)
+IDENTITY_TABLE = """CREATE TABLE IF NOT EXISTS invoicekit_identity (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            issuer TEXT NOT NULL,
+            push_role TEXT,
+            enabled_at TEXT NOT NULL      -- ISO 8601 UTC
+        )"""
+#: the HMAC secret of the tokens; on PostgreSQL only the owner reads it (and the verifying
+#: SECURITY DEFINER function, which runs as the owner)
+PG_TOKEN_SECRET_TABLE = """CREATE TABLE IF NOT EXISTS invoicekit_token_secret (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            secret BYTEA NOT NULL CHECK (octet_length(secret) >= 32)
+        )"""
+SQLITE_TOKEN_SECRET_TABLE = """CREATE TABLE IF NOT EXISTS invoicekit_token_secret (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            secret BLOB NOT NULL CHECK (length(secret) >= 32)
+        )"""
+
 POSTGRES = [
     # version 1
     [
@@ -141,7 +172,46 @@ POSTGRES = [
         "ALTER TABLE invoicekit_ledger ADD COLUMN IF NOT EXISTS content_sha TEXT",
         "CREATE INDEX IF NOT EXISTS invoicekit_ledger_invoice_idx ON invoicekit_ledger (invoice_id, new_version)",
     ],
+    # version 7: duplicate cleanups. An audit row may carry a detail (JSON text: a cleanup's
+    # survivor and pair score), audit rows are found by op id (a cleanup id), and reviewers'
+    # decisions on candidate pairs (same invoice or not) are kept, the latest per pair
+    [
+        "ALTER TABLE invoicekit_audit ADD COLUMN IF NOT EXISTS detail TEXT",
+        "CREATE INDEX IF NOT EXISTS invoicekit_audit_op_idx ON invoicekit_audit (op_id)",
+        """CREATE TABLE IF NOT EXISTS invoicekit_decisions (
+            id_a TEXT NOT NULL,
+            id_b TEXT NOT NULL,
+            same BOOLEAN NOT NULL,
+            actor TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (id_a, id_b),
+            CHECK (id_a < id_b)
+        )""",
+    ],
+    # version 8: each device's settings marked sync_required (app_settings), with a version
+    # per key for compare-and-set pushes and conflicts
+    [SETTINGS_TABLE],
+    # version 9: signed identities. Empty until init_db(url, token_secret=...) turns them on
+    # (PG_IDENTITY_ON): then every push must carry a token signed with the secret, which
+    # only the tables' owner may read
+    [IDENTITY_TABLE, PG_TOKEN_SECRET_TABLE, "REVOKE ALL ON invoicekit_token_secret FROM PUBLIC"],
 ]
+
+#: reviewers' decisions on candidate duplicate pairs (central SQLite and offline stores alike)
+DECISIONS_SQLITE = """CREATE TABLE IF NOT EXISTS invoicekit_decisions (
+            id_a TEXT NOT NULL,
+            id_b TEXT NOT NULL,
+            same INTEGER NOT NULL CHECK (same IN (0, 1)),
+            actor TEXT NOT NULL,
+            at TEXT NOT NULL,             -- ISO 8601 UTC
+            PRIMARY KEY (id_a, id_b),
+            CHECK (id_a < id_b)
+        )"""
+
+META = "CREATE TABLE IF NOT EXISTS invoicekit_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+# the columns read_central's `where` filters on (client_name: each backend's client_name_sql)
+FILTERABLE = ("id", "invoice_number", "currency", "sync_status", "version", "client_name")
 
 SQLITE = [
     [
@@ -216,9 +286,161 @@ SQLITE = [
         "ALTER TABLE invoicekit_ledger ADD COLUMN content_sha TEXT",
         "CREATE INDEX IF NOT EXISTS invoicekit_ledger_invoice_idx ON invoicekit_ledger (invoice_id, new_version)",
     ],
+    # version 7: as on PostgreSQL
+    [
+        "ALTER TABLE invoicekit_audit ADD COLUMN detail TEXT",
+        "CREATE INDEX IF NOT EXISTS invoicekit_audit_op_idx ON invoicekit_audit (op_id)",
+        DECISIONS_SQLITE,
+    ],
+    # version 8: as on PostgreSQL
+    [SETTINGS_TABLE],
+    # version 9: as on PostgreSQL (the toolkit verifies tokens itself: SQLite has no roles)
+    [IDENTITY_TABLE, SQLITE_TOKEN_SECRET_TABLE],
 ]
 
-META = "CREATE TABLE IF NOT EXISTS invoicekit_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
-# the columns read_central's `where` filters on (client_name: each backend's client_name_sql)
-FILTERABLE = ("id", "invoice_number", "currency", "sync_status", "version", "client_name")
+# -- signed identities on PostgreSQL (init_db(url, token_secret=...)) ----------------------------
+# Pushes connect as login roles that are members of the push role. Row-level security lets the
+# push role read the pushed tables but write them only while the transaction's setting
+# ``invoicekit.token`` holds a token this store verifies: the policies call the SECURITY
+# DEFINER function invoicekit_token_subject(), which runs as the owner (the only role that may
+# read the secret), checks the HS256 HMAC with pgcrypto, the header, the issuer and the expiry,
+# and raises SQLSTATE IK401 (DETAIL: the reason code) for anything else. Each policy wraps the
+# call in a scalar subquery, which PostgreSQL runs once per statement (an InitPlan), not once
+# per row. (A cache in a transaction-local setting would be forgeable: the push role may set
+# any setting.) Audit rows written by the push role must name the token's subject as actor.
+# The owner (who ran init_db) is not subject to row-level security: it is the administrator.
+# Placeholders: {schema} (the store's), {ext} (pgcrypto's schema), {role} (the push role).
+
+#: tables a push writes, with what the push role may do to them
+PUSH_TABLES = {
+    "invoices": ("SELECT", "INSERT", "UPDATE"),
+    "invoice_lines": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "invoicekit_ledger": ("SELECT", "INSERT"),
+    "invoicekit_audit": ("SELECT", "INSERT"),
+    "settings": ("SELECT", "INSERT", "UPDATE"),
+    "invoicekit_decisions": ("SELECT", "INSERT", "UPDATE"),
+}
+#: the column naming who wrote a row, which must be the token's subject
+PUSH_ACTOR = {"invoicekit_audit": "actor", "settings": "updated_by", "invoicekit_decisions": "actor"}
+
+
+def _push_check(table: str) -> str:
+    """A policy's condition: a verified token (once per statement), naming the row's writer."""
+    if table in PUSH_ACTOR:
+        return f"{PUSH_ACTOR[table]} = (SELECT {{schema}}.invoicekit_token_subject())"
+    return "(SELECT {schema}.invoicekit_token_subject()) IS NOT NULL"
+
+#: tables the push role only reads
+PUSH_READS = ("invoicekit_schema", "invoicekit_identity")
+
+PG_TOKEN_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION {schema}.invoicekit_token_subject() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  tok text := current_setting('invoicekit.token', true);
+  part text[];
+  head jsonb;
+  claims jsonb;
+  key bytea;
+  want_iss text;
+  now_s numeric := extract(epoch FROM clock_timestamp());
+  skew CONSTANT numeric := 60;  -- seconds of clock difference allowed for iat / nbf
+BEGIN
+  IF tok IS NULL OR tok = '' THEN
+    RAISE EXCEPTION 'identity token refused: this push carries none (set invoicekit.token)'
+      USING ERRCODE = 'IK401', DETAIL = 'token_required';
+  END IF;
+  SELECT s.secret, i.issuer INTO key, want_iss
+    FROM {schema}.invoicekit_token_secret s CROSS JOIN {schema}.invoicekit_identity i;
+  IF key IS NULL THEN
+    RAISE EXCEPTION 'identity token refused: this store has no token secret'
+      USING ERRCODE = 'IK401', DETAIL = 'tokens_not_enabled';
+  END IF;
+  part := string_to_array(tok, '.');
+  IF length(tok) > 8192 OR cardinality(part) <> 3 THEN
+    RAISE EXCEPTION 'identity token refused: it is not a well-formed signed token'
+      USING ERRCODE = 'IK401', DETAIL = 'malformed_token';
+  END IF;
+  BEGIN  -- base64url (no padding) -> JSON
+    head := convert_from(decode(translate(part[1], '-_', '+/')
+                                || repeat('=', (4 - length(part[1]) % 4) % 4), 'base64'), 'UTF8')::jsonb;
+    claims := convert_from(decode(translate(part[2], '-_', '+/')
+                                  || repeat('=', (4 - length(part[2]) % 4) % 4), 'base64'), 'UTF8')::jsonb;
+  EXCEPTION WHEN others THEN
+    RAISE EXCEPTION 'identity token refused: it is not a well-formed signed token'
+      USING ERRCODE = 'IK401', DETAIL = 'malformed_token';
+  END;
+  IF jsonb_typeof(head) IS DISTINCT FROM 'object' OR jsonb_typeof(claims) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'identity token refused: it is not a well-formed signed token'
+      USING ERRCODE = 'IK401', DETAIL = 'malformed_token';
+  END IF;
+  IF head->>'alg' IS DISTINCT FROM 'HS256' OR jsonb_typeof(head->'alg') IS DISTINCT FROM 'string' THEN
+    RAISE EXCEPTION 'identity token refused: it is not signed with HS256 (unsigned alg none tokens are refused)'
+      USING ERRCODE = 'IK401', DETAIL = 'bad_algorithm';
+  END IF;
+  -- compared as digests, so the comparison takes the same time wherever the texts differ
+  IF {ext}.digest(rtrim(translate(encode({ext}.hmac(convert_to(part[1] || '.' || part[2], 'UTF8'), key, 'sha256'),
+                                         'base64'), E'+/\n', '-_'), '='), 'sha256')
+     <> {ext}.digest(part[3], 'sha256') THEN
+    RAISE EXCEPTION 'identity token refused: its signature does not match this store''s secret'
+      USING ERRCODE = 'IK401', DETAIL = 'bad_signature';
+  END IF;
+  IF jsonb_typeof(claims->'exp') IS DISTINCT FROM 'number' OR jsonb_typeof(claims->'iat') IS DISTINCT FROM 'number'
+     OR jsonb_typeof(claims->'iss') IS DISTINCT FROM 'string' OR jsonb_typeof(claims->'sub') IS DISTINCT FROM 'string'
+     OR btrim(claims->>'sub') = '' THEN
+    RAISE EXCEPTION 'identity token refused: it lacks one of the claims exp, iat, iss, sub'
+      USING ERRCODE = 'IK401', DETAIL = 'missing_claim';
+  END IF;
+  IF claims->>'iss' IS DISTINCT FROM want_iss THEN
+    RAISE EXCEPTION 'identity token refused: it was issued by another issuer'
+      USING ERRCODE = 'IK401', DETAIL = 'wrong_issuer';
+  END IF;
+  IF (claims->>'exp')::numeric <= now_s THEN
+    RAISE EXCEPTION 'identity token refused: the token has expired; issue a new one'
+      USING ERRCODE = 'IK401', DETAIL = 'token_expired';
+  END IF;
+  IF (claims->>'iat')::numeric > now_s + skew
+     OR (jsonb_typeof(claims->'nbf') = 'number' AND (claims->>'nbf')::numeric > now_s + skew) THEN
+    RAISE EXCEPTION 'identity token refused: it is not valid yet (issued in the future)'
+      USING ERRCODE = 'IK401', DETAIL = 'not_yet_valid';
+  END IF;
+  IF claims ? 'kind' AND coalesce(claims->>'kind', '') NOT IN ('user', 'device') THEN
+    RAISE EXCEPTION 'identity token refused: its kind is neither user nor device'
+      USING ERRCODE = 'IK401', DETAIL = 'malformed_token';
+  END IF;
+  RETURN claims->>'sub';
+END $fn$"""
+
+#: the statements that turn identities on (idempotent; the secret and identity rows are
+#: written before them, the push role exists)
+PG_IDENTITY_ON = [
+    PG_TOKEN_FUNCTION,
+    "REVOKE ALL ON FUNCTION {schema}.invoicekit_token_subject() FROM PUBLIC",
+    "GRANT EXECUTE ON FUNCTION {schema}.invoicekit_token_subject() TO {role}",
+    "REVOKE ALL ON {schema}.invoicekit_token_secret FROM PUBLIC, {role}",
+    "GRANT USAGE ON SCHEMA {schema} TO {role}",
+    "GRANT SELECT ON " + ", ".join("{schema}." + t for t in PUSH_READS) + " TO {role}",
+    "GRANT USAGE ON SEQUENCE {schema}.invoicekit_audit_seq_seq TO {role}",
+] + [
+    stmt for table, privileges in PUSH_TABLES.items() for stmt in [
+        f"GRANT {', '.join(privileges)} ON {{schema}}.{table} TO {{role}}",
+        f"ALTER TABLE {{schema}}.{table} ENABLE ROW LEVEL SECURITY",
+        *(f"DROP POLICY IF EXISTS invoicekit_push_{cmd.lower()} ON {{schema}}.{table}" for cmd in
+          ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        f"CREATE POLICY invoicekit_push_select ON {{schema}}.{table} FOR SELECT TO {{role}} USING (true)",
+        # every written row needs a verified token; a row naming its writer, the token's subject
+        f"CREATE POLICY invoicekit_push_insert ON {{schema}}.{table} FOR INSERT TO {{role}} "
+        f"WITH CHECK ({_push_check(table)})",
+        *([f"CREATE POLICY invoicekit_push_update ON {{schema}}.{table} FOR UPDATE TO {{role}} "
+           f"USING ((SELECT {{schema}}.invoicekit_token_subject()) IS NOT NULL) WITH CHECK ({_push_check(table)})"]
+          if "UPDATE" in privileges else []),
+        *([f"CREATE POLICY invoicekit_push_delete ON {{schema}}.{table} FOR DELETE TO {{role}} "
+           "USING ((SELECT {schema}.invoicekit_token_subject()) IS NOT NULL)"] if "DELETE" in privileges else []),
+    ]
+]
+
+#: the names identities on PostgreSQL are set up under: database, store schema, pgcrypto's schema
+PG_IDENTITY_NAMES = ("SELECT current_database(), current_schema(), "
+                     "(SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                     "WHERE e.extname = 'pgcrypto')")

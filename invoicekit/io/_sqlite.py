@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Iterator, Sequence
@@ -22,6 +23,22 @@ from ..errors import NotAStoreError, StoreSchemaError, translate
 _SENTINEL = {"text": "'x'", "real": "0.5", "int": "0"}
 
 BUSY_TIMEOUT_MS = 10_000
+
+#: ADBC's SQLite driver carries its own copy of SQLite beside Python's. Two copies in one
+#: process do not see each other's locks (POSIX locks are per process), so a connection of
+#: one copy closing as "the last one" may checkpoint and delete the WAL and its shared-memory
+#: file while the other copy reads them (SIGBUS). Within one process, an ADBC read and a
+#: toolkit write of the same file therefore never overlap (:func:`file_lock`), and every ADBC
+#: read keeps a connection of Python's copy open, so that no other one of them is the last.
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def file_lock(path: str | os.PathLike) -> threading.RLock:
+    """The process's lock of the SQLite file at ``path`` (see above); re-entrant."""
+    key = os.path.realpath(os.fspath(path))
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 def open_checked(
@@ -121,6 +138,15 @@ def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: st
     sentinel = ", ".join(f"{_SENTINEL[kind]} AS \"{name}\"" for _, name, kind in select)
     body = ", ".join(f"{expr}" for expr, _, _ in select)
     sql = f"SELECT 0 AS _s, {sentinel} UNION ALL SELECT 1, {body} FROM {from_sql}"
+    with file_lock(path):
+        keeper = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
+        try:
+            return _select(path, sql, from_sql, params)
+        finally:
+            keeper.close()
+
+
+def _select(path: str, sql: str, from_sql: str, params: Sequence) -> pa.Table:
     if from_sql.isidentifier():
         guard = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
         try:
@@ -147,7 +173,14 @@ def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: st
 def write_transaction(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     """A write transaction with the toolkit's durability settings: WAL,
     ``synchronous=FULL``, a busy timeout and ``BEGIN IMMEDIATE``. Commits on success,
-    rolls back on any error."""
+    rolls back on any error. Holds :func:`file_lock` of ``path`` throughout."""
+    with file_lock(path):
+        with _transaction(path) as conn:
+            yield conn
+
+
+@contextmanager
+def _transaction(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

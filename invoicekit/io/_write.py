@@ -24,7 +24,8 @@ import pandas as pd
 
 from .._html import frame_html, page
 
-__all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "result_frame", "SAME_CONTENT"]
+__all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "result_frame", "SAME_CONTENT",
+           "KIND_SQL", "kind_sql"]
 
 OUTCOMES = ("inserted", "updated", "unchanged", "refused")
 
@@ -41,14 +42,25 @@ SAME_CONTENT = """(i.version = s.version AND i.checksum IS NOT DISTINCT FROM s.c
   AND i.line_items_text = s.line_items_text AND i.currency = s.currency AND i.total = s.total
   AND (i.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
 
-#: the CAS rule for an update of central row ``i`` by incoming row ``s`` ({force}: a SQL boolean)
+#: the CAS rule for an update of central row ``i`` by incoming row ``s`` ({force}: a SQL boolean);
+#: a staged row flagged ``s.undelete`` (write_central's ``undelete=``) may clear a tombstone
 MAY_UPDATE = """(({force} AND NOT {same})
-  OR (s.version > i.version AND NOT (i.deleted_at IS NOT NULL AND s.deleted_at IS NULL)))"""
+  OR (s.version > i.version AND (s.undelete OR NOT (i.deleted_at IS NOT NULL AND s.deleted_at IS NULL))))"""
+
+#: the audit ``kind`` of staged row ``s`` updating central row {o} (as it was); {force}: a SQL boolean
+KIND_SQL = """CASE WHEN {force} THEN 'force_write'
+  WHEN {o}.deleted_at IS NOT NULL AND s.deleted_at IS NULL THEN 'undelete'
+  WHEN s.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END"""
 
 
 def may_update(force: bool) -> str:
     """SQL condition under which incoming ``s`` may overwrite central ``i``."""
     return MAY_UPDATE.format(force="TRUE" if force else "FALSE", same=SAME_CONTENT)
+
+
+def kind_sql(force: bool, before: str = "o") -> str:
+    """SQL of the audit ``kind`` of staged ``s`` over central row ``before`` (as it was before the write)."""
+    return KIND_SQL.format(force="TRUE" if force else "FALSE", o=before)
 
 
 def decide_sql(written: str) -> str:

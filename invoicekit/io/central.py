@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..errors import driver_errors, translate
+from .. import cache as _cache
+from ..errors import UsageError, driver_errors, translate
 from ..schema import InvoiceSet
+from ..security.identity import DEFAULT_ISSUER, TokenLike, TokenSecret
 from ._write import WriteResult
 from .backends import SCHEMA_VERSION, CentralStore
 from .backends.base import now_iso
@@ -23,11 +25,29 @@ from .backends.base import now_iso
 __all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION", "WriteResult"]
 
 
-def init_db(url_or_engine: Any) -> int:
-    """Create or upgrade the central store idempotently; returns the schema version."""
+def init_db(url_or_engine: Any, *, token_secret: str | bytes | TokenSecret | None = None,
+            issuer: str = DEFAULT_ISSUER, push_role: str | None = None) -> int:
+    """Create or upgrade the central store idempotently; returns the schema version.
+
+    With ``token_secret`` (at least 32 bytes; see :mod:`invoicekit.security.identity`) it also
+    turns signed identities on: from then on every push (``write_central``, ``apply_sync``,
+    ``SyncEngine``, cleanups, settings and decisions) needs ``token=``, a token signed with
+    that secret by ``issuer`` (``ik.issue_token``), and the audit trail names its subject.
+    On PostgreSQL the store verifies the token itself: login roles granted the push role
+    (``push_role``, default ``<database>_ik_push``, created if missing) may write only with
+    a valid token. Running it again with another secret replaces the secret (tokens signed
+    with the old one are refused); without ``token_secret`` it leaves identities as they are.
+    """
     store = CentralStore(url_or_engine)
+    secret = None if token_secret is None else TokenSecret(token_secret)
+    token_secret = None  # no frame of a traceback keeps the caller's secret
+    if push_role is not None and secret is None:
+        raise UsageError("init_db: push_role= needs token_secret= (the push role writes only with a verified token)")
     try:
-        return store.migrate()
+        version = store.migrate()
+        if secret is not None:
+            store.enable_tokens(secret, issuer=issuer, push_role=push_role)
+        return version
     except driver_errors() as exc:
         raise translate(exc, store=store.display, context="init_db") from exc
 
@@ -45,14 +65,19 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     store.require_schema()
     clause, params = store.where_sql(where)
     try:
-        return store.read(clause, params, lines=lines)
+        result = store.read(clause, params, lines=lines)
     except driver_errors() as exc:
         raise translate(exc, store=store.display, context="read_central") from exc
+    from ..security import decrypt_if_configured
+
+    return decrypt_if_configured(result)
 
 
 def write_central(
     invoice_set: InvoiceSet, url_or_engine: Any, *, validate: bool = True, force: bool = False,
     actor: str | None = None, batch_rows: int = 250_000, progress: bool | None = None,
+    undelete: frozenset[str] = frozenset(), op_id: str | None = None, notes: Mapping[str, str] | None = None,
+    token: TokenLike = None,
 ) -> WriteResult:
     """Write ``invoice_set`` into the central store, compare-and-set, in one transaction.
 
@@ -64,11 +89,21 @@ def write_central(
     audit row (``actor``, default ``user@host``). All or nothing: on any error nothing is
     written. Writing the same set again changes nothing.
 
+    ``token``: the writer's signed identity (``ik.issue_token``, or a callable returning
+    one), required by a store initialised with a token secret; it is verified before
+    anything is written (an :class:`~invoicekit.errors.IdentityError` otherwise) and the
+    audit rows name its subject, whatever ``actor`` says.
+
     PostgreSQL: rows are streamed with ``COPY`` into temporary staging tables in batches of
     ``batch_rows``. With ``validate`` (default) a set that breaks a rule raises
     :class:`~invoicekit.errors.ValidationError` before anything is written. ``progress``
     shows a bar (default: for 100,000 invoices and lines or more). Returns a
     :class:`~invoicekit.io.WriteResult` (counts, and the refused rows with their reason).
+
+    Narrow options for audited undo (duplicate cleanups use them): ``undelete`` lets exactly
+    those ids go from tombstone to live at a higher version (audit kind ``undelete``; every
+    other rule still holds for them); ``op_id`` names the write in the audit trail (default
+    ``write_central:<uuid>``); ``notes`` (id -> text) is each audit row's ``detail``.
     """
     import uuid
 
@@ -80,9 +115,12 @@ def write_central(
     if validate:
         _validate(invoice_set, strict=True)
     inv, lines = store.central_rows(invoice_set)
-    params = {"actor": actor or default_actor(), "op": f"write_central:{uuid.uuid4()}", "now": now_iso()}
+    params = {"actor": actor or default_actor(), "op": op_id or f"write_central:{uuid.uuid4()}", "now": now_iso()}
     try:
-        results = store.write(inv, lines, force=force, params=params, batch_rows=batch_rows, progress=progress)
+        results = store.write(inv, lines, force=force, params=params, batch_rows=batch_rows, progress=progress,
+                              undelete=frozenset(undelete), notes=notes, token=token)
     except driver_errors() as exc:  # the transaction rolled back: nothing was written
         raise translate(exc, store=store.display, context="write_central") from exc
-    return WriteResult(results=results, store=store.display, forced=force)
+    result = WriteResult(results=results, store=store.display, forced=force)
+    _cache.invalidate_written(store, result)
+    return result

@@ -11,15 +11,19 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from datetime import datetime, timezone
+from typing import Mapping
 
 import pyarrow as pa
 
 from .. import _duck, _progress
+from .. import cache as _cache
 from .._normalize import normalize
 from ..errors import NotAStoreError
 from ..schema import InvoiceSet
 from . import _sqlite
-from .offline_schema import ADDITIVE_COLUMNS, DEVICE_SCHEMA_SQL, ROW_COLUMNS, upgrade
+from ._write import kind_sql
+from .offline_schema import ADDITIVE_COLUMNS, DEVICE_SCHEMA_SQL, ROW_COLUMNS, columns_sql, upgrade
 
 __all__ = ["read_local", "write_local", "create_local", "ensure_schema", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]
 
@@ -223,7 +227,9 @@ def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | N
         base = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), "invoicekit_base")
         base = base.append_column("source", _same(f"{path}#base", base.num_rows))
         result = result.with_base(normalize(base, lines=lines))
-    return result
+    from ..security import decrypt_if_configured
+
+    return decrypt_if_configured(result)
 
 
 def _status_lower(raw: pa.Table) -> pa.Table:
@@ -304,7 +310,8 @@ _LOCAL_SAME = """(CAST(t.version AS INTEGER) = s.version AND t.checksum IS s.che
   AND CAST(t.total_amount AS REAL) = CAST(s.total_amount AS REAL)
   AND t.currency IS s.currency AND (t.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
 _LOCAL_MAY = """(({force} AND NOT {same})
-  OR (s.version > CAST(t.version AS INTEGER) AND NOT (t.deleted_at IS NOT NULL AND s.deleted_at IS NULL)))"""
+  OR (s.version > CAST(t.version AS INTEGER) AND (s.id IN (SELECT id FROM ik_flags WHERE undelete)
+      OR NOT (t.deleted_at IS NOT NULL AND s.deleted_at IS NULL))))"""
 _LOCAL_DECIDE = f"""
 SELECT s.id, coalesce(w.outcome, CASE WHEN {_LOCAL_SAME} THEN 'unchanged' ELSE 'refused' END),
   CASE WHEN w.outcome IS NOT NULL OR {_LOCAL_SAME} THEN NULL
@@ -318,11 +325,11 @@ def _local_steps(force: bool) -> list[str]:
     cols = ", ".join(_ROW_NAMES)
     may = _LOCAL_MAY.format(force="TRUE" if force else "FALSE", same=_LOCAL_SAME)
     return [
-        f"INSERT INTO ik_written SELECT s.id, 'updated', t.version FROM ik_stage s "
-        f"JOIN transactions t ON t.id = s.id WHERE {may}",
+        f"INSERT INTO ik_written SELECT s.id, 'updated', t.version, t.checksum, {kind_sql(force, 't')} "
+        f"FROM ik_stage s JOIN transactions t ON t.id = s.id WHERE {may}",
         "UPDATE transactions AS t SET " + ", ".join(f"{c} = s.{c}" for c in _ROW_NAMES if c != "id")
         + " FROM ik_stage s WHERE t.id = s.id AND t.id IN (SELECT id FROM ik_written)",
-        "INSERT INTO ik_written SELECT s.id, 'inserted', NULL FROM ik_stage s "
+        "INSERT INTO ik_written SELECT s.id, 'inserted', NULL, NULL, 'insert' FROM ik_stage s "
         "WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)",
         f"INSERT INTO transactions ({cols}) SELECT {cols} FROM ik_stage "
         "WHERE id IN (SELECT id FROM ik_written WHERE outcome = 'inserted') ORDER BY rowid",
@@ -333,9 +340,38 @@ def _local_steps(force: bool) -> list[str]:
     ]
 
 
+#: with ``op_id``: one audit row per row written (the offline ``invoicekit_audit``, schema 6)
+_LOCAL_AUDIT = """INSERT INTO invoicekit_audit (at, actor, op_id, invoice_id, kind, strategy, before_version,
+  after_version, before_checksum, after_checksum, detail)
+SELECT ?, ?, ?, w.id, w.kind, 'write_local', w.before_version, s.version, w.before_checksum, s.checksum, f.note
+FROM ik_written w JOIN ik_stage s ON s.id = w.id LEFT JOIN ik_flags f ON f.id = w.id ORDER BY w.id"""
+
+#: with ``queue``: the rows written, as LocalStore queues them
+_LOCAL_QUEUED = (f"SELECT {columns_sql('t.')}, w.outcome FROM ik_written w JOIN transactions t ON t.id = w.id "
+                 "ORDER BY w.id")
+
+
+def _queue_written(conn: sqlite3.Connection) -> None:
+    """Queue every row just written in ``sync_queue`` exactly as :class:`~invoicekit.LocalStore`
+    does (``insert`` for a new id, ``delete`` for a tombstone, else ``update``; the row as
+    stored is the payload, with a uuid op id), so the device's next sync pushes it."""
+    import uuid
+
+    queued = []
+    for values in conn.execute(_LOCAL_QUEUED).fetchall():
+        row = dict(zip(ROW_COLUMNS, values[:-1]))
+        row["total_amount"] = None if row["total_amount"] is None else float(row["total_amount"])
+        op = "insert" if values[-1] == "inserted" else "delete" if row["deleted_at"] else "update"
+        payload = json.dumps({c: row[c] for c in ROW_COLUMNS if c != "sync_status"}, sort_keys=True)
+        queued.append((row["id"], op, payload, row["modified_at"], str(uuid.uuid4())))
+    conn.executemany("INSERT INTO sync_queue (transaction_id, operation, payload, retry_count, created_at, op_id, "
+                     "status) VALUES (?, ?, ?, 0, ?, ?, 'pending')", queued)
+
+
 def write_local(
     invoice_set: InvoiceSet, path: str | os.PathLike, *, validate: bool = True, force: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = None, undelete: frozenset[str] = frozenset(), op_id: str | None = None,
+    notes: Mapping[str, str] | None = None, actor: str | None = None, queue: bool = False,
 ):
     """Write ``invoice_set`` into the offline store at ``path`` (created if missing),
     compare-and-set like :func:`~invoicekit.write_central`: a new id is inserted, a higher
@@ -349,7 +385,14 @@ def write_local(
     :class:`~invoicekit.errors.ValidationError` leaves the store untouched.
     ``progress`` shows a bar (default: for 100,000 rows or more). Returns a
     :class:`~invoicekit.io.WriteResult`.
+
+    Narrow options for audited cleanups (see :func:`~invoicekit.write_central`): ``undelete``
+    lets exactly those ids go from tombstone to live at a higher version; ``op_id`` records
+    one audit row per row written (``invoicekit_audit``: ``actor``, kind, versions,
+    checksums, ``notes[id]`` as its detail); ``queue=True`` also queues every row written
+    in ``sync_queue`` as :class:`~invoicekit.LocalStore` would, for the device's next sync.
     """
+    from ..sync.apply import default_actor
     from ..validate import validate as _validate
     from ._write import WriteResult, result_frame
 
@@ -370,7 +413,11 @@ def write_local(
         _ensure_schema(conn)
         for table in ("ik_stage", "ik_base_stage"):
             conn.execute(f"CREATE TEMP TABLE {table} ({', '.join(_ROW_NAMES)}, PRIMARY KEY (id))")
-        conn.execute("CREATE TEMP TABLE ik_written (id TEXT PRIMARY KEY, outcome TEXT, before_version INTEGER)")
+        conn.execute("CREATE TEMP TABLE ik_written (id TEXT PRIMARY KEY, outcome TEXT, before_version INTEGER, "
+                     "before_checksum TEXT, kind TEXT)")
+        conn.execute("CREATE TEMP TABLE ik_flags (id TEXT PRIMARY KEY, undelete INTEGER, note TEXT)")
+        conn.executemany("INSERT INTO ik_flags VALUES (?, ?, ?)",
+                         [(i, i in undelete, (notes or {}).get(i)) for i in sorted(set(undelete) | set(notes or {}))])
         for sql, step_rows in steps:
             for start in range(0, len(step_rows), WRITE_BATCH_ROWS):
                 batch = step_rows[start:start + WRITE_BATCH_ROWS]
@@ -378,7 +425,13 @@ def write_local(
                 bar.update(len(batch))
         for sql in _local_steps(force):
             conn.execute(sql)
+        if op_id is not None:
+            conn.execute(_LOCAL_AUDIT, (datetime.now(timezone.utc).isoformat(), actor or default_actor(), op_id))
+        if queue:
+            _queue_written(conn)
         results = conn.execute(_LOCAL_DECIDE).fetchall()
-        for table in ("ik_stage", "ik_base_stage", "ik_written"):
+        for table in ("ik_stage", "ik_base_stage", "ik_written", "ik_flags"):
             conn.execute(f"DROP TABLE temp.{table}")
-    return WriteResult(results=result_frame(results), store=path, forced=force)
+    result = WriteResult(results=result_frame(results), store=path, forced=force)
+    _cache.invalidate_written(path, result)
+    return result

@@ -18,6 +18,8 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Callable
 
+from ._central_sql import DECISIONS_SQLITE
+
 __all__ = ["DEVICE_SCHEMA_SQL", "ROW_COLUMNS", "QUEUE_COLUMNS", "MIGRATIONS", "LOCAL_SCHEMA_VERSION", "upgrade",
            "columns_sql", "marks"]
 
@@ -43,6 +45,12 @@ QUEUE_COLUMNS = {"op_id": "TEXT", "status": "TEXT DEFAULT 'pending'", "last_erro
 _ROW_DECL = ("id TEXT PRIMARY KEY, invoice_number TEXT, client_data TEXT, line_items TEXT, total_amount DECIMAL(10,2), "
              "created_at TIMESTAMP, modified_at TIMESTAMP, sync_status TEXT, checksum TEXT, version INTEGER, "
              "currency TEXT, deleted_at TIMESTAMP")
+
+
+#: the offline audit trail, as the central store's (see ``_central_sql``)
+AUDIT_DECL = ("seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, op_id TEXT NOT NULL, "
+              "invoice_id TEXT NOT NULL, kind TEXT NOT NULL, strategy TEXT, before_version INTEGER, "
+              "after_version INTEGER, before_checksum TEXT, after_checksum TEXT, detail TEXT")
 
 
 def columns_sql(prefix: str = "") -> str:
@@ -92,6 +100,17 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (5, "a non-unique index on sync_queue.op_id (an operation a device resent is one op id twice)", _sql(
         "DROP INDEX IF EXISTS idx_sync_queue_op_id",
         "CREATE INDEX IF NOT EXISTS idx_sync_queue_op ON sync_queue(op_id)")),
+    (6, "invoicekit_audit (writes named by an op id, e.g. duplicate cleanups) and invoicekit_decisions", _sql(
+        f"CREATE TABLE IF NOT EXISTS invoicekit_audit ({AUDIT_DECL})",
+        "CREATE TRIGGER IF NOT EXISTS invoicekit_audit_no_update BEFORE UPDATE ON invoicekit_audit "
+        "BEGIN SELECT RAISE(ABORT, 'invoicekit_audit is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS invoicekit_audit_no_delete BEFORE DELETE ON invoicekit_audit "
+        "BEGIN SELECT RAISE(ABORT, 'invoicekit_audit is append-only'); END",
+        "CREATE INDEX IF NOT EXISTS invoicekit_audit_op_idx ON invoicekit_audit (op_id)",
+        DECISIONS_SQLITE)),
+    (7, "invoicekit_settings_base: each synced setting's last-synced value and central version", _sql(
+        "CREATE TABLE IF NOT EXISTS invoicekit_settings_base (key TEXT PRIMARY KEY, value TEXT, "
+        "version INTEGER NOT NULL)")),
 ]
 
 #: the offline schema version :func:`upgrade` brings a store to

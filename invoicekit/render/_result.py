@@ -62,6 +62,11 @@ class RenderResult:
             body += frame_html(self.failures, caption="failures")
         return f"<div>{head}{body}{frame_html(self.files, caption='files', max_rows=10)}</div>"
 
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"RenderResult({c['rendered']:,} rendered, {c['skipped']:,} skipped, {c['failed']:,} failed, "
+                f"{c['pages']:,} pages, template {self.template})")
+
     def to_html(self, path: str) -> None:
         """Write the summary, failures and files as a standalone HTML page."""
         with open(path, "w", encoding="utf-8") as fh:

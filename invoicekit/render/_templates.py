@@ -90,4 +90,7 @@ def environment(user_dir: str | None):
 
 def render_html(spec: TemplateSpec, contexts: list[dict], seller: dict, lang: str) -> str:
     """The HTML of ``contexts`` laid out with ``spec``."""
-    return environment(spec.user_dir).get_template(spec.name).render(invoices=contexts, seller=seller, lang=lang)
+    from ._labels import labels_for
+
+    return environment(spec.user_dir).get_template(spec.name).render(invoices=contexts, seller=seller, lang=lang,
+                                                                     t=labels_for(lang))

@@ -23,11 +23,13 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import _duck, _progress
+from .. import cache as _cache
 from .._html import frame_html, page
 from ..errors import InvoicekitError, UsageError, driver_errors, translate
 from ..io.central import CentralStore
 from ..io.local import _offline_rows, store_identity
 from ..schema import InvoiceSet
+from ..security.identity import TokenLike
 from . import _local
 from ._content import content_sha
 from .plan import SyncPlan
@@ -104,14 +106,19 @@ def _push_rows(plan: SyncPlan, pushes: pd.DataFrame, store: CentralStore) -> tup
 
 def apply_sync(
     plan: SyncPlan, *, local: str | os.PathLike, central, actor: str | None = None, batch_rows: int = 10_000,
-    workers: int = 2, progress: bool | None = None,
+    workers: int = 2, progress: bool | None = None, token: TokenLike = None,
 ) -> SyncResult:
     """Apply ``plan``: pushes to ``central`` (URL or Engine), acknowledgements, pulls, flags
     and quarantines to the offline store at ``local``. See the module doc.
 
     Pushes go in batches of ``batch_rows`` invoices, each batch one central transaction;
     on PostgreSQL ``workers`` batches are applied at once over as many connections (a plan
-    pushes each invoice once, so batches never touch the same rows)."""
+    pushes each invoice once, so batches never touch the same rows).
+
+    ``token``: the pusher's signed identity (``ik.issue_token``, or a callable returning
+    one), required when the central store was initialised with a token secret; each batch
+    verifies it before writing (an :class:`~invoicekit.errors.IdentityError`, nothing written
+    by that batch), and the audit trail names its subject instead of ``actor``."""
     from .._args import as_central, as_local_path, expect
     from ..validate import validate
 
@@ -132,9 +139,14 @@ def apply_sync(
     store.require_ledger()
 
     central_outcome = {op: "not_needed" for op in ops["op_id"]}
-    if len(pushes):
-        central_outcome.update(_push_central(store, plan, pushes, actor=actor, now=now, batch_rows=batch_rows,
-                                             workers=workers, progress=progress))
+    touched = ops["invoice_id"].astype(str).unique().tolist()
+    try:
+        if len(pushes):
+            central_outcome.update(_push_central(store, plan, pushes, actor=actor, now=now, batch_rows=batch_rows,
+                                                 workers=workers, progress=progress, token=token))
+    finally:  # batches committed before an error are written too
+        if len(pushes):
+            _cache.invalidate(store, invoices=pushes["invoice_id"].astype(str).unique().tolist())
     central_outcome.update(_stale_pulls(store, ops[ops["kind"] == "pull"]))
 
     go = ops["op_id"].map(central_outcome).ne("conflict")
@@ -145,7 +157,10 @@ def apply_sync(
         ops["deletes"].astype(object).where(ops["deletes"].notna(), False),
         ops["note"].astype(object).where(ops["note"].notna(), None), go,
     ))
-    local_outcome = _local.apply_local(local, op_rows, _offline_rows(plan.target), now=now)
+    try:
+        local_outcome = _local.apply_local(local, op_rows, _offline_rows(plan.target), now=now)
+    finally:
+        _cache.invalidate(local, invoices=touched)
     results = ops[["op_id", "kind", "invoice_id"]].copy()
     results["central"] = results["op_id"].map(central_outcome).astype("string[pyarrow]")
     results["local"] = results["op_id"].map(local_outcome).astype("string[pyarrow]")
@@ -176,7 +191,7 @@ def _stale_pulls(store: CentralStore, pulls: pd.DataFrame) -> dict[str, str]:
 
 
 def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, actor: str, now: str,
-                  batch_rows: int, workers: int, progress: bool | None) -> dict[str, str]:
+                  batch_rows: int, workers: int, progress: bool | None, token: TokenLike) -> dict[str, str]:
     """Write the pushes to the central store in batches; op_id -> applied / already_applied / conflict."""
     inv, lines = _push_rows(plan, pushes, store)
     starts = range(0, inv.num_rows, batch_rows)
@@ -210,7 +225,8 @@ def _push_central(store: CentralStore, plan: SyncPlan, pushes: pd.DataFrame, *, 
     def apply_once(start: int) -> tuple[list, set, set]:
         part = inv.slice(start, batch_rows)
         part_lines = lines.filter(pa.compute.is_in(lines.column("invoice_id"), part.column("id")))
-        applied, already = store.apply_batch(part, part_lines, actor=actor, strategy=plan.strategy, now=now)
+        applied, already = store.apply_batch(part, part_lines, actor=actor, strategy=plan.strategy, now=now,
+                                             token=token)
         return part.column("op_id").to_pylist(), applied, already
 
     # a plan pushes each invoice at most once, so batches touch disjoint rows: the store says

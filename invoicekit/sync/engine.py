@@ -22,14 +22,23 @@ drain redelivers, the ledger recognises what was applied, and step 4 completes. 
 reaching the central store (a dropped connection, a restart) are retried with
 exponential backoff; after ``max_retries`` the batch is marked ``error`` and draining
 stops, so later operations never overtake earlier ones.
+
+With a :class:`~invoicekit.monitor.ConnectionMonitor` (``monitor=``) watching the central
+store, an offline central store is not an error: ``drain()`` returns at once (or after the
+batch in flight) with ``DrainResult.offline`` set, every operation still queued as it was
+(no attempt counted, no backoff), and when the monitor sees the store come back the engine
+drains the queue by itself in a background thread (its outcome in ``last_drain``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -37,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import _duck
+from .. import cache as _cache
 from .._html import frame_html
 from .._normalize import RAW_COLUMNS, normalize
 from ..errors import InvoicekitError, UsageError, driver_errors, translate
@@ -53,6 +63,8 @@ from .apply import default_actor
 __all__ = ["SyncEngine", "DrainResult", "OUTCOMES"]
 
 OUTCOMES = ("synced", "already_synced", "conflict", "quarantined", "error")
+
+log = logging.getLogger(__name__)
 
 #: the operations the devices' schema names; anything else is quarantined, never guessed at
 OPERATIONS = ("insert", "update", "delete")
@@ -105,14 +117,19 @@ FROM v
 @dataclass(frozen=True)
 class DrainResult:
     """One row per queue operation handled: queue_id, op_id, invoice_id, operation,
-    outcome (see :data:`OUTCOMES`), attempts, error."""
+    outcome (see :data:`OUTCOMES`), attempts, error. ``offline``: the engine's monitor saw
+    the central store offline, so the drain stopped (or never started) and every operation
+    not in ``results`` is still queued, untouched."""
 
     results: pd.DataFrame
+    offline: bool = False
+    #: the settings sync that followed (a :class:`~invoicekit.sync.SettingsSyncResult`), or None
+    settings: Any = None
 
     @property
     def ok(self) -> bool:
-        """True when every operation is synced (or was already)."""
-        return bool(self.results["outcome"].isin(["synced", "already_synced"]).all())
+        """True when every operation is synced (or was already) and none waits offline."""
+        return not self.offline and bool(self.results["outcome"].isin(["synced", "already_synced"]).all())
 
     def summary(self) -> pd.DataFrame:
         """Operations per outcome."""
@@ -121,11 +138,17 @@ class DrainResult:
 
     def _repr_html_(self) -> str:
         bad = self.results[~self.results["outcome"].isin(["synced", "already_synced"])]
-        return (f"<b>DrainResult</b>: {len(self.results):,} operations"
+        return (f"<b>DrainResult</b>: {len(self.results):,} operations" + (" (central store offline)"
+                                                                           if self.offline else "")
                 + frame_html(self.summary(), caption="by outcome") + frame_html(bad, caption="not synced"))
 
     def __repr__(self) -> str:
-        return "DrainResult(" + ", ".join(f"{o}={n}" for o, n in self.summary().itertuples(index=False) if n) + ")"
+        counts = [f"{o}={n}" for o, n in self.summary().itertuples(index=False) if n]
+        return "DrainResult(" + ", ".join(counts + (["offline"] if self.offline else [])) + ")"
+
+
+class _CentralOffline(Exception):
+    """The monitor says the central store is offline: stop, leaving the queue as it is."""
 
 
 class SyncEngine:
@@ -133,13 +156,19 @@ class SyncEngine:
 
     ``on_batch_committed(frame)`` is called after each batch's central commit and before
     the device acknowledges it (a progress hook; the frame lists the batch's outcomes).
-    ``sleep`` is the function used to wait between retries.
+    ``sleep`` is the function used to wait between retries. ``monitor`` (a
+    :class:`~invoicekit.monitor.ConnectionMonitor` checking ``central``) makes an offline
+    central store wait instead of failing, and drains again when it is back (module doc).
+    ``token`` is the device's signed identity (``ik.issue_token``; or a callable returning a
+    fresh one, asked before each push), required by a central store with identities on; a
+    refused token stops the drain with an IdentityError (not retried), nothing written.
     """
 
     def __init__(self, local, central, *, batch_size: int = 500, max_retries: int = 5, backoff: float = 0.1,
                  max_backoff: float = 5.0, actor: str | None = None,
                  on_batch_committed: Callable[[pd.DataFrame], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, currency: str | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, currency: str | None = None,
+                 monitor=None, token=None) -> None:
         self.local = str(local)
         self.central = CentralStore(central)
         self.central.application_name = "invoicekit-sync"
@@ -152,16 +181,44 @@ class SyncEngine:
         self.sleep = sleep
         #: currency of queued invoices that record none (else the store's ``app_settings``)
         self.currency = currency
+        self.monitor = monitor
+        #: the device's signed identity for every push (text, or a callable returning a fresh one)
+        self.token = token
+        #: the outcome of the last drain the engine started itself (the monitor saw central come back)
+        self.last_drain: DrainResult | None = None
+        self._drain_lock = threading.Lock()  # one drain at a time (the caller's or the reconnect's)
+        self._reconnect_lock = threading.Lock()
+        self._reconnect: threading.Thread | None = None
+        self._again = False
+        if monitor is not None:
+            if "central" not in monitor.services:
+                raise UsageError(f"SyncEngine(monitor=...): {monitor!r} does not check the central store; "
+                                 "use ConnectionMonitor(central=URL, ...)")
+            callback = monitor.on_change(_on_change_of(weakref.ref(self)))
+            weakref.finalize(self, monitor.remove_callback, callback)
 
     def __repr__(self) -> str:
         return f"SyncEngine({self.local!r} -> {self.central.display})"
 
     def drain(self) -> DrainResult:
-        """Push every queued operation, oldest first; returns the outcome of each."""
+        """Push every queued operation, oldest first; returns the outcome of each. With a
+        monitor that sees the central store offline, returns at once with ``offline=True``."""
+        if self._offline():
+            return _drain_result([], offline=True)
+        with self._drain_lock:
+            return self._drain()
+
+    def _drain(self) -> DrainResult:
         self._prepare()
         done: list[pd.DataFrame] = []
-        _, attempts, error = self._retrying(lambda: (self.central.require_schema(), self.central.require_ledger()))
+        try:
+            _, attempts, error = self._retrying(lambda: (self.central.require_schema(),
+                                                         self.central.require_ledger()))
+        except _CentralOffline:
+            return self._wait_offline(done)
         while True:
+            if self._offline():
+                return self._wait_offline(done)
             batch = self._next_batch()
             if batch is None:
                 break
@@ -169,13 +226,65 @@ class SyncEngine:
                 outcome = self._fail(batch, attempts, error)
                 done.append(outcome)
                 break
-            outcome = self._run_batch(batch)
+            try:
+                try:
+                    outcome = self._run_batch(batch)
+                finally:  # whatever the batch committed on either side is no longer cached
+                    ids = pc.unique(batch.column("id")).to_pylist()
+                    _cache.invalidate(self.central, invoices=ids)
+                    _cache.invalidate(self.local, invoices=ids)
+            except _CentralOffline:
+                return self._wait_offline(done)
+            except InvoicekitError as exc:  # a central read failed: offline, if the monitor agrees
+                if exc.transient and self._offline(refresh=True):
+                    return self._wait_offline(done)
+                raise
             done.append(outcome)
             if (outcome["outcome"] == "error").any():
                 break
-        cols = ["queue_id", "op_id", "invoice_id", "operation", "outcome", "attempts", "error"]
-        results = pd.concat(done, ignore_index=True) if done else pd.DataFrame({c: [] for c in cols})
-        return DrainResult(results[cols].reset_index(drop=True))
+        return replace(_drain_result(done), settings=self._sync_settings())
+
+    def _sync_settings(self):
+        """The device's settings marked ``sync_required``, synced after its invoices (a failure
+        is logged: the invoices' outcomes stand)."""
+        from ._settings import sync_settings
+
+        try:
+            return sync_settings(self.local, self.central, actor=self.actor, token=self.token)
+        except InvoicekitError as exc:
+            log.warning("SyncEngine %s: settings not synced: %s", self.local, exc)
+            return None
+
+    # -- the monitor ----------------------------------------------------------------------
+    def _offline(self, *, refresh: bool = False) -> bool:
+        """True when the monitor (probing central once more if ``refresh``) sees it offline."""
+        if self.monitor is None:
+            return False
+        if refresh:
+            self.monitor.check("central")
+        return self.monitor.is_online("central") is False
+
+    def _drain_in_background(self) -> None:
+        """Drain in a thread of its own (once more after it, if asked again meanwhile)."""
+        with self._reconnect_lock:
+            if self._reconnect is not None:
+                self._again = True
+                return
+            self._reconnect = threading.Thread(target=self._drain_reconnected, daemon=True,
+                                               name="invoicekit-sync-reconnect")
+            self._reconnect.start()
+
+    def _drain_reconnected(self) -> None:
+        while True:
+            try:
+                self.last_drain = self.drain()
+            except Exception:  # noqa: BLE001 - nobody to raise to in this thread
+                log.exception("SyncEngine %s: draining after the central store came back failed", self.local)
+            with self._reconnect_lock:
+                if not self._again:
+                    self._reconnect = None
+                    return
+                self._again = False
 
     # -- steps ----------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -305,7 +414,7 @@ class SyncEngine:
 
             def push():
                 return self.central.apply_batch(rows, lines, actor=self.actor, strategy="queue",
-                                                now=datetime.now(timezone.utc).isoformat())
+                                                now=datetime.now(timezone.utc).isoformat(), token=self.token)
 
             result, attempts, error = self._retrying(push)
             if error is None:
@@ -380,6 +489,8 @@ class SyncEngine:
                     if err is exc:
                         raise
                     raise err from exc
+                if self._offline(refresh=True):  # waiting for the monitor, not burning retries
+                    raise _CentralOffline from exc
                 if attempts > self.max_retries:
                     return None, attempts, f"{type(exc).__name__}: {exc}"
                 self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
@@ -396,6 +507,14 @@ class SyncEngine:
         with _sqlite.write_transaction(self.local) as conn:
             conn.execute("UPDATE transactions SET sync_status = 'syncing' "
                          "WHERE sync_status = 'pending' AND id IN (SELECT value FROM json_each(?))", (_json(ids),))
+
+    def _wait_offline(self, done: list[pd.DataFrame]) -> DrainResult:
+        """Stop for an offline central store: rows with operations still queued are pending
+        again (none stays ``syncing``); the queue itself is left as it is."""
+        with _sqlite.write_transaction(self.local) as conn:
+            conn.execute("UPDATE transactions SET sync_status = 'pending' WHERE sync_status = 'syncing' "
+                         "AND id IN (SELECT transaction_id FROM sync_queue)")
+        return _drain_result(done, offline=True)
 
     def _acknowledge(self, out: pd.DataFrame, quarantined: pd.DataFrame, *, target_rows: list[tuple]) -> None:
         """The device's side of a batch, in one transaction, set-based over temp tables."""
@@ -445,6 +564,26 @@ class SyncEngine:
                 WHERE id IN (SELECT invoice_id FROM ik_out WHERE outcome IN ('conflict', 'error', 'quarantined'))""")
             conn.execute("DROP TABLE temp.ik_out")
             conn.execute("DROP TABLE temp.ik_rows")
+
+
+_RESULT_COLUMNS = ["queue_id", "op_id", "invoice_id", "operation", "outcome", "attempts", "error"]
+
+
+def _drain_result(done: list[pd.DataFrame], *, offline: bool = False) -> DrainResult:
+    results = pd.concat(done, ignore_index=True) if done else pd.DataFrame({c: [] for c in _RESULT_COLUMNS})
+    return DrainResult(results[_RESULT_COLUMNS].reset_index(drop=True), offline=offline)
+
+
+def _on_change_of(engine_ref: weakref.ref) -> Callable:
+    """The monitor callback of an engine, holding it weakly (the monitor never keeps an
+    engine alive): the central store coming back drains the queue in the background."""
+
+    def on_change(change) -> None:
+        engine = engine_ref()
+        if engine is not None and change.service == "central" and change.online and change.previous is False:
+            engine._drain_in_background()
+
+    return on_change
 
 
 def _content_op_id(text: str) -> str:

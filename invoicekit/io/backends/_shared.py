@@ -51,6 +51,22 @@ def central_rows(invoice_set: InvoiceSet, *, text: bool) -> tuple[pa.Table, pa.T
     return inv, lines
 
 
+def with_stage_extra(inv: pa.Table, undelete: frozenset[str], notes) -> pa.Table:
+    """``inv`` (rows of :data:`INV_COLS`) plus the :data:`STAGE_EXTRA` columns: the ``undelete``
+    flag of the ids in ``undelete``, the ``note`` of the ids in ``notes`` (a mapping id -> text)."""
+    import pyarrow.compute as pc
+
+    ids = inv.column("id")
+    flag = pc.is_in(ids, value_set=pa.array(sorted(undelete), pa.string())) if undelete else \
+        pa.repeat(pa.scalar(False), inv.num_rows)
+    if notes:
+        keys = pa.array(list(notes), pa.string())
+        note = pc.take(pa.array(list(notes.values()), pa.string()), pc.index_in(ids, value_set=keys))
+    else:
+        note = pa.nulls(inv.num_rows, pa.string())
+    return inv.append_column("undelete", flag).append_column("note", note)
+
+
 def apply_migrations(conn, migrations: list[list[str]], *, mark: str, now: str) -> int:
     """Run the migrations not yet recorded in ``invoicekit_schema`` on ``conn`` (a DB-API
     connection inside the caller's transaction; ``mark`` is its parameter placeholder)."""
@@ -75,11 +91,16 @@ def csv_bytes(table: pa.Table) -> bytes:
 #: ``SET`` list of an update of central row from staged row ``s``
 CAS_SET = ", ".join(f"{c} = s.{c}" for c in INV_COLS if c != "id")
 
+#: the staged columns a write adds to :data:`INV_COLS`: may this row clear a tombstone
+#: (write_central's ``undelete``), and the audit detail of this row (its ``notes``)
+STAGE_EXTRA = ["undelete", "note"]
+
 #: one audit row per row written (``ik_written``), placeholders {now} {actor} {op}
 CAS_AUDIT = """
 INSERT INTO invoicekit_audit (at, actor, op_id, invoice_id, kind, strategy, before_version, after_version,
-                              before_checksum, after_checksum)
-SELECT {now}, {actor}, {op}, w.id, w.kind, 'write_central', w.before_version, s.version, w.before_checksum, s.checksum
+                              before_checksum, after_checksum, detail)
+SELECT {now}, {actor}, {op}, w.id, w.kind, 'write_central', w.before_version, s.version, w.before_checksum, s.checksum,
+       s.note
 FROM ik_written w JOIN ik_stage s ON s.id = w.id
 """
 #: the lines of the rows written are replaced by the staged ones

@@ -13,13 +13,14 @@ from __future__ import annotations
 import abc
 import os
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from ...errors import StoreSchemaError, UsageError, driver_errors, mask_secrets, translate
 from ...schema import InvoiceSet
+from ...security.identity import TokenLike, TokenSecret, not_enabled_error, required_error, token_text
 from .. import _central_sql as ddl
 from ._shared import central_rows
 
@@ -122,20 +123,60 @@ class CentralStore(abc.ABC):
 
     @abc.abstractmethod
     def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
-              progress: bool | None) -> pd.DataFrame:
+              progress: bool | None, undelete: frozenset[str] = frozenset(),
+              notes: Mapping[str, str] | None = None, token: TokenLike = None) -> pd.DataFrame:
         """Compare-and-set write of rows shaped by :meth:`central_rows` in one transaction, with
-        audit rows (``params``: actor, op, now); the per-row outcomes (see ``_write.result_frame``)."""
+        audit rows (``params``: actor, op, now); the per-row outcomes (see ``_write.result_frame``).
+        Ids in ``undelete`` may go from tombstone to live at a higher version; ``notes`` (id ->
+        text) become the audit rows' ``detail``. ``token``: the push's identity (see
+        :meth:`enable_tokens`); the audit rows name its subject instead of ``params['actor']``."""
+
+    #: the DB-API parameter mark of :meth:`fetch` and :meth:`execute` SQL
+    mark: ClassVar[str]
+
+    @abc.abstractmethod
+    def fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """The rows of one read-only query (parameters marked with :attr:`mark`)."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, rows: Sequence[Sequence], *, token: TokenLike = None) -> None:
+        """One statement run once per parameter row, all in one transaction (a push: with
+        ``token`` when the store requires one)."""
 
     @abc.abstractmethod
     def apply_batch(self, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
-                    now: str | None = None) -> tuple[set, set]:
+                    now: str | None = None, token: TokenLike = None) -> tuple[set, set]:
         """Apply one batch of sync operations in one transaction (rows from :meth:`central_rows`
         plus ``op_id``, ``expected``, ``content_sha``); returns (applied op ids, already-applied
-        op ids). ``now`` stamps the ledger and audit where the store has no clock of its own."""
+        op ids). ``now`` stamps the ledger and audit where the store has no clock of its own.
+        With a ``token`` the audit rows name its subject instead of ``actor``."""
+
+    @abc.abstractmethod
+    def enable_tokens(self, secret: TokenSecret, *, issuer: str, push_role: str | None = None) -> str | None:
+        """Turn signed identities on (idempotent; a new secret replaces the old one): from then
+        on every push needs a token signed with ``secret`` by ``issuer``. PostgreSQL verifies it
+        in the store for connections of the push role (named ``push_role``, default
+        :func:`default_push_role`; returned); SQLite has no roles (returns None): the toolkit
+        verifies it."""
+
+    @abc.abstractmethod
+    def tokens_enabled(self) -> bool:
+        """Whether pushes to this store need a signed identity token."""
+
+    @abc.abstractmethod
+    def identify(self, token: TokenLike) -> str | None:
+        """The subject of a push's ``token`` as this store verifies it (nothing written), None
+        on a store without identities; an IdentityError for a missing or refused token. For
+        pushes whose rows name their writer (settings, decisions): they name this subject."""
 
     @abc.abstractmethod
     def push_workers(self, workers: int, batches: int) -> int:
         """How many of ``batches`` a push applies at once, given ``workers`` requested."""
+
+    @abc.abstractmethod
+    def ping(self, timeout: float) -> None:
+        """One round trip to the store within about ``timeout`` seconds; raises the driver's
+        error (or OSError) when it cannot be reached. Used by ``ConnectionMonitor``."""
 
     @abc.abstractmethod
     def probe_hard_delete(self, invoice_id: str) -> None:
@@ -143,6 +184,16 @@ class CentralStore(abc.ABC):
         raises the store's refusal (the driver's error) if it refuses."""
 
     # -- the same on every backend --------------------------------------------------------
+    def push_token(self, token: TokenLike, *, enabled: bool) -> str | None:
+        """The text of a push's ``token`` for a store that does (``enabled``) or does not verify
+        tokens: an IdentityError for a missing one, or for one the store cannot verify."""
+        text = token_text(token, store=self.display)
+        if enabled and text is None:
+            raise required_error(self.display)
+        if not enabled and text is not None:
+            raise not_enabled_error(self.display)
+        return text
+
     def central_rows(self, invoice_set: InvoiceSet) -> tuple[pa.Table, pa.Table]:
         """Invoices and lines of ``invoice_set`` shaped as this store's central tables."""
         return central_rows(invoice_set, text=self.rows_as_text)

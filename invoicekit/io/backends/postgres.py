@@ -19,7 +19,7 @@ for the measured difference.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,9 @@ from ... import _progress
 from ..._normalize import ITEM_COLUMNS
 from ...errors import MissingDependencyError, translate
 from ...schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
+from ...security.identity import TokenLike, TokenSecret
 from .. import _central_sql as ddl
-from .._write import decide_sql, may_update, result_frame
+from .._write import decide_sql, kind_sql, may_update, result_frame
 from ._shared import (
     CAS_AUDIT,
     CAS_LINES,
@@ -42,12 +43,14 @@ from ._shared import (
     LEDGER_HAS_CONTENT,
     LEDGER_SAME,
     LINE_COLS,
+    STAGE_EXTRA,
     apply_migrations,
     csv_bytes,
+    with_stage_extra,
 )
 from .base import CentralStore, now_iso
 
-__all__ = ["PostgresStore", "PG_SELECT"]
+__all__ = ["PostgresStore", "PG_SELECT", "default_push_role"]
 
 
 class PostgresStore(CentralStore):
@@ -99,6 +102,16 @@ class PostgresStore(CentralStore):
         with self.pg() as conn:
             return bool(conn.execute(_HAS_TABLE_SQL, (name,)).fetchone()[0])
 
+    def ping(self, timeout: float) -> None:
+        """Connect and ``SELECT 1``; libpq counts its connect timeout in whole seconds, at
+        least 2, so ``timeout`` is rounded up to that; the query gets ``statement_timeout``."""
+        import math
+
+        ms = max(1, int(timeout * 1000))
+        with self.pg(connect_timeout=max(2, math.ceil(timeout)), autocommit=True,
+                     options=f"-c statement_timeout={ms}") as conn:
+            conn.execute("SELECT 1")
+
     def probe_hard_delete(self, invoice_id: str) -> None:
         """Refused by the schema's trigger (version 5): psycopg raises its message."""
         with self.pg() as conn:
@@ -106,6 +119,62 @@ class PostgresStore(CentralStore):
                 conn.execute("DELETE FROM invoices WHERE id = %s", (invoice_id,))
             finally:
                 conn.rollback()
+
+    # -- plain statements -------------------------------------------------------------------
+    mark = "%s"
+
+    def fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Through psycopg, in a transaction of its own."""
+        with self.pg() as conn:
+            return conn.execute(sql, tuple(params)).fetchall()
+
+    def execute(self, sql: str, rows: Sequence[Sequence], *, token: TokenLike = None) -> None:
+        """``executemany`` through psycopg, one transaction (the token verified first)."""
+        with self.pg() as conn, conn.cursor() as cur:
+            self._authorize(cur, token)
+            cur.executemany(sql, [tuple(r) for r in rows])
+
+    # -- signed identities ------------------------------------------------------------------
+    def enable_tokens(self, secret: TokenSecret, *, issuer: str, push_role: str | None = None) -> str:
+        """In one transaction: pgcrypto, the secret (owner-only table), the push role (created
+        NOLOGIN unless it exists: grant it to the login roles that push), the verifying
+        function, grants and row-level security policies (``_central_sql.PG_IDENTITY_ON``)."""
+        from psycopg import sql
+
+        with self.pg() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(7260417)")  # one initialiser at a time
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+            database, schema, ext = conn.execute(ddl.PG_IDENTITY_NAMES).fetchone()
+            role = push_role or default_push_role(database, schema)
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            conn.execute(_SECRET_UPSERT, (secret.reveal(),))
+            conn.execute(_IDENTITY_UPSERT, (issuer, role, now_iso()))
+            names = {"schema": sql.Identifier(schema), "ext": sql.Identifier(ext), "role": sql.Identifier(role)}
+            for stmt in ddl.PG_IDENTITY_ON:
+                conn.execute(sql.SQL(stmt).format(**names))
+        return role
+
+    def tokens_enabled(self) -> bool:
+        """Whether ``invoicekit_identity`` holds its row."""
+        with self.pg() as conn:
+            return conn.execute("SELECT count(*) FROM invoicekit_identity").fetchone()[0] > 0
+
+    def identify(self, token: TokenLike) -> str | None:
+        """Verified by the store, in a transaction that writes nothing."""
+        with self.pg() as conn, conn.cursor() as cur:
+            return self._authorize(cur, token)
+
+    def _authorize(self, cur, token: TokenLike) -> str | None:
+        """First thing in a push's transaction: the token's verified subject (the store itself
+        checks it, see ``_central_sql.PG_TOKEN_FUNCTION``), or None on a store without tokens."""
+        cur.execute("SELECT count(*) FROM invoicekit_identity")
+        text = self.push_token(token, enabled=cur.fetchone()[0] > 0)
+        if text is None:
+            return None
+        cur.execute("SELECT set_config('invoicekit.token', %s, true)", (text,))
+        cur.execute("SELECT invoicekit_token_subject()")
+        return cur.fetchone()[0]
 
     # -- read -------------------------------------------------------------------------------
     def param(self, n: int) -> str:
@@ -147,18 +216,25 @@ class PostgresStore(CentralStore):
 
     # -- write_central ----------------------------------------------------------------------
     def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
-              progress: bool | None) -> pd.DataFrame:
+              progress: bool | None, undelete: frozenset[str] = frozenset(),
+              notes: Mapping[str, str] | None = None, token: TokenLike = None) -> pd.DataFrame:
         """Rows ``COPY``'d into staging tables in batches of ``batch_rows``, then merged by
         writing CTEs whose ``WHERE`` holds the compare-and-set guard."""
-        steps = [_CAS_UPDATE.format(cond=may_update(force), force="TRUE" if force else "FALSE"), _CAS_INSERT]
+        steps = [_CAS_UPDATE.format(cond=may_update(force), kind=kind_sql(force)), _CAS_INSERT]
+        inv = with_stage_extra(inv, undelete, notes)
         rows = inv.num_rows + lines.num_rows
         marks = {"now": "%(now)s", "actor": "%(actor)s", "op": "%(op)s"}
         with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
                 self.pg() as conn, conn.cursor() as cur:
+            subject = self._authorize(cur, token)
+            if subject is not None:  # the audit names the verified identity, not a free-text actor
+                params = {**params, "actor": subject}
             cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
+            cur.execute("ALTER TABLE ik_stage ADD COLUMN undelete BOOLEAN NOT NULL DEFAULT FALSE, ADD COLUMN note TEXT")
             cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
             cur.execute(f"CREATE TEMP TABLE {CAS_WRITTEN} ON COMMIT DROP")
-            for stage, table, cols in (("ik_stage", inv, INV_COLS), ("ik_stage_lines", lines, LINE_COLS)):
+            for stage, table, cols in (("ik_stage", inv, INV_COLS + STAGE_EXTRA),
+                                       ("ik_stage_lines", lines, LINE_COLS)):
                 with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
                     for batch in table.to_batches(max_chunksize=batch_rows):
                         copy.write(csv_bytes(pa.Table.from_batches([batch], schema=table.schema)))
@@ -167,7 +243,7 @@ class PostgresStore(CentralStore):
             cur.execute("ANALYZE ik_stage")
             bar.set_description("write_central: merging invoices")
             # the rows as they were, for the audit trail (a view of the same snapshot as the update)
-            cur.execute("CREATE TEMP VIEW ik_before AS SELECT id, version, checksum FROM invoices")
+            cur.execute("CREATE TEMP VIEW ik_before AS SELECT id, version, checksum, deleted_at FROM invoices")
             for sql in steps:
                 cur.execute(sql, params)
             cur.execute(CAS_AUDIT.format(**marks), params)
@@ -192,7 +268,7 @@ class PostgresStore(CentralStore):
         return max(1, min(workers, batches))
 
     def apply_batch(self, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
-                    now: str | None = None) -> tuple[set, set]:
+                    now: str | None = None, token: TokenLike = None) -> tuple[set, set]:
         """Apply one batch (see the module doc); ``now`` is unused: the server stamps the rows.
 
         Every join in the batch's statements has an index on its inner side (the central
@@ -214,6 +290,7 @@ class PostgresStore(CentralStore):
             [*inv.column_names, "n_lines"]).sort_by("id")
         lines = lines.sort_by([("invoice_id", "ascending"), ("line_no", "ascending")])
         with self.pg() as conn, conn.cursor() as cur:
+            actor = self._authorize(cur, token) or actor
             # staging tables in memory (before the session's first temporary table), no JIT
             # compilation for statements that run once, index probes rather than whole-table joins
             cur.execute("SET LOCAL temp_buffers = '256MB'")
@@ -250,6 +327,24 @@ class PostgresStore(CentralStore):
             already |= {r[0] for r in cur.fetchall()}
         return applied, already
 
+
+def default_push_role(database: str, schema: str) -> str:
+    """The push role of a store: ``<database>_ik_push`` (``<database>_<schema>_ik_push`` outside
+    schema ``public``); roles are global to the cluster, so each store has its own. A name
+    longer than PostgreSQL's 63 bytes becomes ``ik_push_`` and a hash of the two."""
+    import hashlib
+
+    name = f"{database}_ik_push" if schema == "public" else f"{database}_{schema}_ik_push"
+    if len(name.encode()) <= 63:
+        return name
+    return "ik_push_" + hashlib.sha256(f"{database}.{schema}".encode()).hexdigest()[:24]
+
+
+# -- signed identities: the secret (owner-only) and the public settings, one row each ----------
+_SECRET_UPSERT = ("INSERT INTO invoicekit_token_secret (singleton, secret) VALUES (1, %s) "
+                  "ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret")
+_IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_role, enabled_at) VALUES (1, %s, %s, %s) "
+                    "ON CONFLICT (singleton) DO UPDATE SET issuer = excluded.issuer, push_role = excluded.push_role")
 
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = "SELECT to_regclass('invoices') IS NOT NULL, max(version) FROM invoicekit_schema"
@@ -292,11 +387,10 @@ WITH upd AS (
   UPDATE invoices AS i SET {CAS_SET}
   FROM ik_stage s JOIN ik_before o ON o.id = s.id
   WHERE i.id = s.id AND {{cond}}
-  RETURNING i.id, o.version AS before_version, o.checksum AS before_checksum, s.deleted_at IS NOT NULL AS del
+  RETURNING i.id, o.version AS before_version, o.checksum AS before_checksum, {{kind}} AS kind
 )
 INSERT INTO ik_written (id, outcome, before_version, before_checksum, kind)
-SELECT id, 'updated', before_version, before_checksum,
-       CASE WHEN {{force}} THEN 'force_write' WHEN del THEN 'delete' ELSE 'update' END FROM upd
+SELECT id, 'updated', before_version, before_checksum, kind FROM upd
 """
 _CAS_INSERT = f"""
 WITH ins AS (

@@ -5,6 +5,7 @@ has no writing CTEs: a write decides, then writes, and nothing moves in between)
 from __future__ import annotations
 
 import os
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,10 @@ from ... import _progress
 from ..._normalize import normalize
 from ...errors import UsageError
 from ...schema import InvoiceSet
+from ...security.identity import TokenLike, TokenSecret, verify_token
 from .. import _central_sql as ddl
 from .. import _sqlite
-from .._write import decide_sql, may_update, result_frame
+from .._write import decide_sql, kind_sql, may_update, result_frame
 from ._shared import (
     CAS_AUDIT,
     CAS_LINES,
@@ -27,7 +29,9 @@ from ._shared import (
     LEDGER_HAS_CONTENT,
     LEDGER_SAME,
     LINE_COLS,
+    STAGE_EXTRA,
     apply_migrations,
+    with_stage_extra,
 )
 from .base import CentralStore, now_iso
 
@@ -85,6 +89,26 @@ class SqliteStore(CentralStore):
         finally:
             conn.close()
 
+    def ping(self, timeout: float) -> None:
+        """Open the existing file (never create it) and read its catalogue, waiting at most
+        ``timeout`` seconds for a lock; a missing file (an unmounted share) raises."""
+        import sqlite3
+        from pathlib import Path
+
+        lock = _sqlite.file_lock(self.path)
+        if not lock.acquire(timeout=timeout):  # this process is writing or reading it: it is there
+            if Path(self.path).exists():
+                return
+            raise FileNotFoundError(self.path)
+        try:
+            conn = sqlite3.connect(f"{Path(self.path).absolute().as_uri()}?mode=rw", uri=True, timeout=timeout)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                conn.close()
+        finally:
+            lock.release()
+
     def probe_hard_delete(self, invoice_id: str) -> None:
         """Refused by the schema's trigger (version 5): sqlite3 raises its message."""
         import sqlite3
@@ -96,6 +120,56 @@ class SqliteStore(CentralStore):
         finally:
             conn.execute("ROLLBACK")
             conn.close()
+
+    # -- plain statements -------------------------------------------------------------------
+    mark = "?"
+
+    def fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Read-only, on a connection of its own."""
+        conn = _sqlite.open_checked(self.path, tables=())
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, rows: Sequence[Sequence], *, token: TokenLike = None) -> None:
+        """``executemany`` in one write transaction (``BEGIN IMMEDIATE``), the token verified first."""
+        with _sqlite.write_transaction(self.path) as conn:
+            self._authorize(conn, token)
+            conn.executemany(sql, [tuple(r) for r in rows])
+
+    # -- signed identities ------------------------------------------------------------------
+    def enable_tokens(self, secret: TokenSecret, *, issuer: str, push_role: str | None = None) -> None:
+        """Store the secret and the issuer in the file (SQLite has no roles: ``push_role`` must
+        be None); the toolkit verifies every push's token against them."""
+        if push_role is not None:
+            raise UsageError(f"{self.display}: push_role= is for PostgreSQL central stores; SQLite has no roles")
+        with _sqlite.write_transaction(self.path) as conn:
+            conn.execute(_SECRET_UPSERT, (secret.reveal(),))
+            conn.execute(_IDENTITY_UPSERT, (issuer, now_iso()))
+        return None
+
+    def tokens_enabled(self) -> bool:
+        """Whether ``invoicekit_identity`` holds its row."""
+        return bool(self.fetch("SELECT count(*) FROM invoicekit_identity")[0][0])
+
+    def identify(self, token: TokenLike) -> str | None:
+        """Verified here against the secret the file holds (read-only)."""
+        conn = _sqlite.open_checked(self.path, tables=())
+        try:
+            return self._authorize(conn, token)
+        finally:
+            conn.close()
+
+    def _authorize(self, conn, token: TokenLike) -> str | None:
+        """First thing in a push's transaction: the subject of the token, verified here against
+        the secret the file holds, or None on a store without tokens."""
+        row = conn.execute("SELECT i.issuer, s.secret FROM invoicekit_identity i "
+                           "LEFT JOIN invoicekit_token_secret s ON s.singleton = i.singleton").fetchone()
+        text = self.push_token(token, enabled=row is not None)
+        if text is None:
+            return None
+        return verify_token(text, secret=TokenSecret(row[1]), issuer=row[0], store=self.display).subject
 
     # -- read -------------------------------------------------------------------------------
     def param(self, n: int) -> str:
@@ -112,18 +186,23 @@ class SqliteStore(CentralStore):
 
     # -- write_central ----------------------------------------------------------------------
     def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
-              progress: bool | None) -> pd.DataFrame:
+              progress: bool | None, undelete: frozenset[str] = frozenset(),
+              notes: Mapping[str, str] | None = None, token: TokenLike = None) -> pd.DataFrame:
         """Rows inserted into temporary staging tables, then decided and written in plain SQL
         (``batch_rows`` is unused: one transaction, no COPY)."""
+        inv = with_stage_extra(inv, undelete, notes)
         inv_rows = list(zip(*(c.to_pylist() for c in inv.columns)))
         line_rows = list(zip(*(c.to_pylist() for c in lines.columns)))
         marks = {"now": ":now", "actor": ":actor", "op": ":op"}
         with _progress.bar(total=inv.num_rows + lines.num_rows, desc="write_central", progress=progress) as bar, \
                 _sqlite.write_transaction(self.path) as conn:
-            conn.execute(f"CREATE TEMP TABLE ik_stage ({', '.join(INV_COLS)}, PRIMARY KEY (id))")
+            subject = self._authorize(conn, token)
+            if subject is not None:  # the audit names the verified identity, not a free-text actor
+                params = {**params, "actor": subject}
+            conn.execute(f"CREATE TEMP TABLE ik_stage ({', '.join(INV_COLS + STAGE_EXTRA)}, PRIMARY KEY (id))")
             conn.execute(f"CREATE TEMP TABLE ik_stage_lines ({', '.join(LINE_COLS)})")
             conn.execute(f"CREATE TEMP TABLE {CAS_WRITTEN}")
-            conn.executemany(f"INSERT INTO ik_stage VALUES ({', '.join('?' * len(INV_COLS))})", inv_rows)
+            conn.executemany(f"INSERT INTO ik_stage VALUES ({', '.join('?' * inv.num_columns)})", inv_rows)
             conn.executemany(f"INSERT INTO ik_stage_lines VALUES ({', '.join('?' * len(LINE_COLS))})", line_rows)
             for sql in _cas_steps(force):
                 conn.execute(sql)
@@ -143,7 +222,7 @@ class SqliteStore(CentralStore):
         return 1
 
     def apply_batch(self, inv: pa.Table, lines: pa.Table, *, actor: str, strategy: str,
-                    now: str | None = None) -> tuple[set, set]:
+                    now: str | None = None, token: TokenLike = None) -> tuple[set, set]:
         """Apply one batch (same semantics as PostgreSQL's, plain SQL); ``now`` stamps the
         ledger and audit rows (default: the current time)."""
         now = now or now_iso()
@@ -151,6 +230,7 @@ class SqliteStore(CentralStore):
         rows = list(zip(*(inv.column(c).to_pylist() for c in cols)))
         line_rows = list(zip(*(lines.column(c).to_pylist() for c in LINE_COLS)))
         with _sqlite.write_transaction(self.path) as conn:
+            actor = self._authorize(conn, token) or actor
             conn.execute(f"CREATE TEMP TABLE ik_push ({', '.join(cols)}, PRIMARY KEY (id))")
             conn.execute(f"CREATE TEMP TABLE ik_push_lines ({', '.join(LINE_COLS)})")
             conn.executemany(f"INSERT INTO ik_push VALUES ({', '.join('?' * len(cols))})", rows)
@@ -177,6 +257,12 @@ class SqliteStore(CentralStore):
         return applied, already
 
 
+# -- signed identities: the secret and the settings, one row each ------------------------------
+_SECRET_UPSERT = ("INSERT INTO invoicekit_token_secret (singleton, secret) VALUES (1, ?) "
+                  "ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret")
+_IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_role, enabled_at) VALUES (1, ?, NULL, ?) "
+                    "ON CONFLICT (singleton) DO UPDATE SET issuer = excluded.issuer")
+
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = ("SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'invoices') = 1, "
                "max(version) FROM invoicekit_schema")
@@ -198,10 +284,8 @@ _SELECT = [
 def _cas_steps(force: bool) -> list[str]:
     """The compare-and-set writes: decide, then write (one writer at a time, so nothing moves
     in between)."""
-    flag = "TRUE" if force else "FALSE"
     return [
-        f"""INSERT INTO ik_written SELECT s.id, 'updated', i.version, i.checksum,
-              CASE WHEN {flag} THEN 'force_write' WHEN s.deleted_at IS NOT NULL THEN 'delete' ELSE 'update' END
+        f"""INSERT INTO ik_written SELECT s.id, 'updated', i.version, i.checksum, {kind_sql(force, "i")}
             FROM ik_stage s JOIN invoices i ON i.id = s.id WHERE {may_update(force)}""",
         f"UPDATE invoices AS i SET {CAS_SET} FROM ik_stage s "
         "WHERE i.id = s.id AND i.id IN (SELECT id FROM ik_written)",
