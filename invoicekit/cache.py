@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from .errors import MissingDependencyError, UsageError, mask_secrets
 
-__all__ = ["Cache", "POLICIES", "invalidate", "store_key", "default_cache", "CacheStats"]
+__all__ = ["Cache", "POLICIES", "invalidate", "store_key", "default_cache", "as_cache", "CacheStats"]
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +397,19 @@ def default_cache() -> Cache | None:
         return _DEFAULT[(url, ns)]
 
 
+def as_cache(cache: Any, *, func: str) -> Cache | None:
+    """A function's ``cache=`` argument: a :class:`Cache`, ``None`` for :func:`default_cache`,
+    ``False`` for none; anything else is a UsageError."""
+    if cache is None:
+        return default_cache()
+    if cache is False:
+        return None
+    if isinstance(cache, Cache):
+        return cache
+    raise UsageError(f"{func}(): cache takes an invoicekit Cache (Cache(redis_url)), None or False; "
+                     f"got {type(cache).__name__}")
+
+
 def _caches() -> list[Cache]:
     default_cache()
     with _LIVE_LOCK:
@@ -421,6 +434,6 @@ def invalidate_written(store: Any, result) -> None:
     frame = getattr(result, "results", None)
     if frame is None or len(frame) == 0 or not _caches():
         return
-    written = frame[frame["outcome"].isin(["inserted", "updated", "forced", "undeleted"])]
+    written = frame[frame["outcome"].isin(["inserted", "updated"])]
     if len(written):
         invalidate(store, invoices=written["id"].astype(str).tolist())

@@ -9,6 +9,7 @@ time taken.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from typing import Any
@@ -33,17 +34,6 @@ def _store_arg(store: Any, func: str) -> Any:
         return store
     raise UsageError(f"{func}() takes a store's file path or URL as store; got {type(store).__name__}"
                      + (": pass the path or URL it was loaded from" if isinstance(store, InvoiceSet) else ""))
-
-
-def _cache_arg(cache: Any, func: str) -> _cache.Cache | None:
-    if cache is None:
-        return _cache.default_cache()
-    if cache is False:
-        return None
-    if isinstance(cache, _cache.Cache):
-        return cache
-    raise UsageError(f"{func}(): cache takes an invoicekit Cache (Cache(redis_url)), None or False; "
-                     f"got {type(cache).__name__}")
 
 
 def _load(store: Any, *, where_id: str | None = None) -> InvoiceSet:
@@ -92,7 +82,7 @@ def get_invoice(store: Any, invoice_id: str, *, cache: Any = None) -> InvoiceSet
     store = _store_arg(store, "get_invoice")
     if not isinstance(invoice_id, str) or not invoice_id:
         raise UsageError(f"get_invoice() takes the invoice id as a non-empty string; got {invoice_id!r}")
-    cache = _cache_arg(cache, "get_invoice")
+    cache = _cache.as_cache(cache, func="get_invoice")
 
     def one(table: pa.Table) -> bool:
         return table.num_rows == 1 and table.column("id")[0].as_py() == invoice_id
@@ -147,11 +137,9 @@ def get_client(store: Any, *, tax_id: str | None = None, email: str | None = Non
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"get_client(): {kind} must be a non-empty string; got {value!r}")
     wanted = _normal(kind, value)
-    import hashlib
-
     ident = f"{kind}-{hashlib.sha256(wanted.encode()).hexdigest()[:32]}"
     column = {"tax_id": "client_tax_id", "email": "client_email", "name": "client_name"}[kind]
-    cache = _cache_arg(cache, "get_client")
+    cache = _cache.as_cache(cache, func="get_client")
 
     def matches(table: pa.Table) -> pa.ChunkedArray:
         return pc.fill_null(pc.equal(_column_normal(kind, table.column(column)), wanted), False)

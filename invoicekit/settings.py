@@ -61,10 +61,9 @@ class Settings:
 
     def __init__(self, store: str | os.PathLike, *, cache: Any = None) -> None:
         from ._args import as_local_path
-        from .lookups import _cache_arg
 
         self.path = as_local_path(store, func="Settings", param="store")
-        self.cache = _cache_arg(cache, "Settings")
+        self.cache = _cache.as_cache(cache, func="Settings")
 
     def __repr__(self) -> str:
         return f"Settings({self.path!r})"

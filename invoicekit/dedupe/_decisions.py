@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
-from ..io.records import identify, write_decisions
+from ..io.records import identify, is_central, write_decisions
 from ..io.records import read_decisions as _read_stored
 
 __all__ = ["record_decisions", "read_decisions", "respect_decisions", "as_decisions"]
@@ -97,8 +97,7 @@ def read_decisions(store: Any) -> pd.DataFrame:
 
 
 def _load(decisions: Any) -> pd.DataFrame:
-    if isinstance(decisions, (str, os.PathLike)) or hasattr(decisions, "path") or \
-            type(decisions).__name__ in ("CentralStore", "PostgresStore", "SqliteStore", "Engine"):
+    if isinstance(decisions, (str, os.PathLike)) or hasattr(decisions, "path") or is_central(decisions):
         return read_decisions(decisions)
     return as_decisions(decisions)
 
