@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -94,6 +95,20 @@ def device_day(path: Path, url: str, result: dict, say: Callable[[str], None]) -
                                          if n}}
 
 
+@contextmanager
+def _keys_configured(key: str):
+    """``INVOICEKIT_KEYS`` set to ``key`` for the block, then as it was."""
+    before = os.environ.get("INVOICEKIT_KEYS")
+    os.environ["INVOICEKIT_KEYS"] = key
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("INVOICEKIT_KEYS", None)
+        else:
+            os.environ["INVOICEKIT_KEYS"] = before
+
+
 def security_step(path: Path, work: Path, result: dict, say: Callable[[str], None]) -> None:
     """Step 11: the device's client fields encrypted at rest and the keys rotated; pushes to a
     central store that requires signed identities (an embedded one of its own, so a given
@@ -109,7 +124,7 @@ def security_step(path: Path, work: Path, result: dict, say: Callable[[str], Non
 
     say("\n11. Security: client fields encrypted at rest and keys rotated; pushes need a signed identity")
     try:
-        from .security import decrypt, encrypt, generate_key, issue_token, rotate_keys
+        from .security import decrypt, generate_key, issue_token, rotate_keys
     except MissingDependencyError as exc:  # pragma: no cover - the demo installs the extra
         say(f"   skipped: {exc}")
         return
@@ -120,7 +135,11 @@ def security_step(path: Path, work: Path, result: dict, say: Callable[[str], Non
                        loaded.lines[loaded.lines["invoice_id"].isin(loaded.invoices["id"][keep])].reset_index(drop=True))
     old, new = generate_key(), generate_key()  # fresh keys each run: only counts are printed
     vault = work / "device_b_encrypted.sqlite"
-    write_local(encrypt(plain, keys=[old]), vault)
+    for leftover in (vault, vault.with_name(vault.name + "-wal"), vault.with_name(vault.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # a new key each run: the last run's file is not reused
+    with _keys_configured(old):  # as INVOICEKIT_KEYS would: every write encrypts, every read decrypts
+        write_local(plain, vault)
+        again = write_local(plain, vault)  # new random tokens, same plaintext: nothing written
     conn = sqlite3.connect(vault)
     try:
         sealed = conn.execute("SELECT count(*) FROM transactions WHERE client_data LIKE '{\"encrypted\":\"fernet:%'")
@@ -130,8 +149,10 @@ def security_step(path: Path, work: Path, result: dict, say: Callable[[str], Non
     rotated = rotate_keys(vault, keys=[new, old])
     back = decrypt(read_local(vault), keys=[new])  # the old key is no longer needed
     same = back.invoices["client_data"].tolist() == plain.invoices["client_data"].tolist()
-    say(f"   {sealed:,} of {len(plain):,} invoices hold client data as Fernet tokens on disk; rotation re-encrypted "
-        f"{int(rotated.counts['rotated'].sum()):,} value(s); with only the new key everything decrypts: {same}; "
+    say(f"   with a key configured, {sealed:,} of {len(plain):,} invoices hold client data as Fernet tokens on disk "
+        f"(writing them again wrote {again.written}); rotation re-encrypted "
+        f"{int(rotated.counts['rotated'].sum()):,} value(s) (rows, last-synced snapshots, queued payloads); "
+        f"with only the new key everything decrypts: {same}; "
         f"checksums failing: {len(tampered(back.invoices))}")
     signed = f"sqlite:///{(work / 'central_signed.sqlite').resolve()}"
     secret = generate_key() + generate_key()  # >= 32 bytes, new each run

@@ -133,7 +133,8 @@ class Cache:
             _LIVE.add(self)
 
     def __repr__(self) -> str:
-        return f"Cache({mask_secrets(self.url)!r}, namespace={self.namespace!r})"
+        url = getattr(self, "url", None)  # a repr during a failed __init__ (a traceback) still works
+        return f"Cache({mask_secrets(url) if url else url!r}, namespace={getattr(self, 'namespace', None)!r})"
 
     # -- keys ---------------------------------------------------------------------------
     def key(self, prefix: str, ident: str) -> str:

@@ -36,6 +36,7 @@ from .io import _sqlite
 from .io.local import _ensure_schema, create_local
 from .io.offline_schema import QUEUE_COLUMNS, ROW_COLUMNS, upgrade
 from .schema import PROBLEM_SCHEMA, to_frame
+from .security import open_client_data, seal_client_data
 
 __all__ = ["LocalStore", "QUEUE_COLUMNS"]
 
@@ -185,7 +186,8 @@ class LocalStore:
 
     # -- reads ------------------------------------------------------------------------
     def get(self, invoice_id: str) -> dict:
-        """The stored row of one invoice (tombstones included)."""
+        """The stored row of one invoice (tombstones included; ``client_data`` decrypted where it is
+        stored encrypted)."""
         conn = _sqlite.open_checked(self.path, tables=("transactions",))
         try:
             conn.row_factory = __import__("sqlite3").Row
@@ -194,7 +196,9 @@ class LocalStore:
             conn.close()
         if row is None:
             raise UsageError(f"{self.path}: no invoice {invoice_id!r}")
-        return dict(row)
+        row = dict(row)
+        row["client_data"] = open_client_data(row["client_data"], store=self.path, invoice_id=invoice_id)
+        return row
 
     def queue(self) -> pd.DataFrame:
         """The pending queue, oldest first."""
@@ -270,7 +274,8 @@ class LocalStore:
             raise self._refuse(row, operation, problems)
         # SQLite hands whole amounts back as int (numeric affinity); devices checksum a float
         row["total_amount"] = None if row["total_amount"] is None else float(row["total_amount"])
-        row["checksum"] = row_checksum(row)
+        row["checksum"] = row_checksum(row)  # over the plaintext, as devices compute it
+        row["client_data"] = seal_client_data(row["client_data"])  # encrypted at rest where keys are set
         cols = list(ROW_COLUMNS)
         payload = json.dumps({c: row[c] for c in cols if c != "sync_status"}, sort_keys=True)
         with _sqlite.write_transaction(self.path) as conn:

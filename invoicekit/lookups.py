@@ -71,6 +71,46 @@ def _check(ident_ok) -> Any:
     return check
 
 
+# With keys configured the cache holds the client fields encrypted, as the stores do: Redis
+# never sees what the stores keep sealed. A hit is opened before it is checked or returned;
+# one no configured key opens (no keys here, or a key rotated away) is a miss.
+def _sealed(tables: list[pa.Table]) -> list[pa.Table]:
+    from .security import DEFAULT_FIELDS, keys_configured
+    from .security._columns import _encrypt_frame
+    from .security._keys import resolve_keys
+
+    if not keys_configured():
+        return tables
+    frame = _encrypt_frame(to_frame(tables[0], INVOICE_SCHEMA), resolve_keys(None, func="cache"),
+                           DEFAULT_FIELDS, 1)
+    return [to_table(frame, INVOICE_SCHEMA), tables[1]]
+
+
+def _opened(tables: list[pa.Table]) -> list[pa.Table] | None:
+    from .errors import DecryptionError, KeyConfigError
+    from .security import ENCRYPTABLE
+    from .security._columns import _decrypt_frame, encrypted_mask
+
+    if len(tables) != 2 or not tables[0].schema.equals(INVOICE_SCHEMA):
+        return tables  # not ours: the check refuses it
+    inv = tables[0]
+    if not any(pc.any(encrypted_mask(inv.column(c))).as_py() for c in ENCRYPTABLE):
+        return tables
+    try:
+        frame = _decrypt_frame(to_frame(inv, INVOICE_SCHEMA), None, ENCRYPTABLE, 1, "cache")
+    except (KeyConfigError, DecryptionError):
+        return None
+    return [to_table(frame, INVOICE_SCHEMA), tables[1]]
+
+
+def _through(check) -> Any:
+    """``check`` applied to a cached value once opened (an unopenable one fails it)."""
+    def opened_check(tables: list[pa.Table]) -> bool:
+        opened = _opened(tables)
+        return opened is not None and check(opened)
+    return opened_check
+
+
 def get_invoice(store: Any, invoice_id: str, *, cache: Any = None) -> InvoiceSet:
     """The invoice ``invoice_id`` of ``store`` (an offline store's path, or a central URL) as
     a one-row :class:`InvoiceSet` (a tombstone too: a deleted invoice is still in the store).
@@ -89,9 +129,9 @@ def get_invoice(store: Any, invoice_id: str, *, cache: Any = None) -> InvoiceSet
 
     stamp = None
     if cache is not None:
-        hit, stamp = cache.get_frames("txn", invoice_id, store, check=_check(one))
+        hit, stamp = cache.get_frames("txn", invoice_id, store, check=_through(_check(one)))
         if hit is not None:
-            return _as_set(*hit)
+            return _as_set(*_opened(hit))
     loaded = _load(store, where_id=invoice_id)
     inv, problems = _rows(loaded, lambda t: pc.equal(t.column("id"), invoice_id))
     if inv.num_rows == 0:
@@ -99,7 +139,7 @@ def get_invoice(store: Any, invoice_id: str, *, cache: Any = None) -> InvoiceSet
                                    store=str(getattr(store, "display", store)), invoice_id=invoice_id)
     inv = inv.slice(inv.num_rows - 1)  # a queued delete of a removed row next to nothing else: one row per id
     if cache is not None:
-        cache.put_frames("txn", invoice_id, store, [inv, problems], stamp=stamp)
+        cache.put_frames("txn", invoice_id, store, _sealed([inv, problems]), stamp=stamp)
     return _as_set(inv, problems)
 
 
@@ -149,10 +189,10 @@ def get_client(store: Any, *, tax_id: str | None = None, email: str | None = Non
 
     stamp = None
     if cache is not None:
-        hit, stamp = cache.get_frames("cli", ident, store, check=_check(all_match))
+        hit, stamp = cache.get_frames("cli", ident, store, check=_through(_check(all_match)))
         if hit is not None:
-            return _as_set(*hit)
+            return _as_set(*_opened(hit))
     inv, problems = _rows(_load(store), matches)
     if cache is not None:
-        cache.put_frames("cli", ident, store, [inv, problems], stamp=stamp)
+        cache.put_frames("cli", ident, store, _sealed([inv, problems]), stamp=stamp)
     return _as_set(inv, problems)

@@ -450,3 +450,27 @@ def test_a_pair_marked_not_the_same_never_shares_a_cluster_through_a_third_invoi
     where = clusters.clusters.set_index("id")["cluster_id"]
     assert a not in where.index or c not in where.index or where[a] != where[c]
     assert len(clusters.clusters) == 2  # the other two still a cluster
+
+
+def test_cli_cleanup_on_a_store_with_identities_needs_a_token_file(tmp_path, samples_dir, capsys, monkeypatch):
+    monkeypatch.delenv("INVOICEKIT_TOKEN", raising=False)
+    monkeypatch.delenv("INVOICEKIT_TOKEN_FILE", raising=False)
+    secret = "s" * 40
+    url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    ik.init_db(url, token_secret=secret)
+    ik.write_central(samples(samples_dir), url, token=ik.issue_token("loader", secret=secret))
+    before = state(url)
+    assert main(["dedupe", "--central", url, "--apply"]) == 2  # refused before anything is written
+    assert "signed identity token" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(state(url), before)
+    token_file = tmp_path / "token"
+    token_file.write_text(ik.issue_token("analyst-kim", secret=secret) + "\n")
+    assert main(["dedupe", "--central", url, "--apply", "--json", "--token-file", str(token_file)]) == 1
+    cleanup = json.loads(capsys.readouterr().out)["cleanup"]
+    assert cleanup["removed"] > 0
+    assert set(read_audit(url, op_id=cleanup["cleanup_id"])["actor"]) == {"analyst-kim"}
+    monkeypatch.setenv("INVOICEKIT_TOKEN_FILE", str(token_file))  # the environment names the file
+    assert main(["dedupe", "--undo", cleanup["cleanup_id"], "--central", url]) == 0
+    pd.testing.assert_frame_equal(state(url).drop(columns="version"), before.drop(columns="version"))
+    assert main(["dedupe", "--central", url, "--apply", "--token-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err

@@ -506,3 +506,37 @@ def test_cleanups_and_decisions_carry_the_token(token_central, samples_dir):
                                  token=ik.issue_token("frank", secret=SECRET))
     assert stored["actor"].tolist() == ["frank"]
     assert ik.read_decisions(token_central)["actor"].tolist() == ["frank"]
+
+
+# -- key rotation is a write like any other --------------------------------------------------------
+def test_rotate_keys_needs_a_token_on_a_store_with_identities(token_central, monkeypatch):
+    from invoicekit.security import generate_key, rotate_keys
+
+    old, new = generate_key(), generate_key()
+    monkeypatch.setenv("INVOICEKIT_KEYS", old)
+    s = make_invoices(30, seed=5)
+    ik.write_central(s, token_central, token=ik.issue_token("loader", secret=SECRET))
+    before = snapshot(token_central)
+    with pytest.raises(IdentityError) as info:
+        rotate_keys(token_central, keys=[new, old])
+    assert info.value.reason == "token_required"
+    with pytest.raises(IdentityError):
+        rotate_keys(token_central, keys=[new, old], token=ik.issue_token("x", secret=OTHER_SECRET))
+    assert_unchanged(token_central, before)
+    done = rotate_keys(token_central, keys=[new, old], token=ik.issue_token("ops", secret=SECRET), batch_rows=7)
+    assert done.ok and int(done.counts["rotated"].sum()) == 30
+    monkeypatch.setenv("INVOICEKIT_KEYS", new)  # the old key is gone: everything still opens
+    assert set(ik.read_central(token_central).invoices["client_email"]) == set(s.invoices["client_email"])
+
+
+def test_rotate_keys_as_the_push_role_is_verified_by_postgresql(pg_tokens, monkeypatch):
+    from invoicekit.security import generate_key, rotate_keys
+
+    owner, login, _ = pg_tokens
+    old, new = generate_key(), generate_key()
+    monkeypatch.setenv("INVOICEKIT_KEYS", old)
+    ik.write_central(make_invoices(12, seed=6), owner, token=ik.issue_token("loader", secret=SECRET))
+    with pytest.raises(IdentityError):
+        rotate_keys(login, keys=[new, old])
+    done = rotate_keys(login, keys=[new, old], token=ik.issue_token("ops", secret=SECRET), batch_rows=5)
+    assert done.ok and int(done.counts["rotated"].sum()) == 12 and int(done.counts["batches"].sum()) == 3

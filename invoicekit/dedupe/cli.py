@@ -19,6 +19,7 @@ import argparse
 import json
 
 from ..errors import UsageError, mask_secrets
+from ..security.identity import pusher_token
 from ._resolve import KEEP
 
 __all__ = ["add_parser", "run"]
@@ -40,6 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="CSV id_a,id_b,same of review decisions, recorded before matching")
     p.add_argument("--undo", metavar="CLEANUP_ID", help="bring back the invoices a cleanup removed (one store)")
     p.add_argument("--actor", help="who is named in the audit trail (default user@host)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding your signed identity token, for a store with identities on (default: "
+                        "$INVOICEKIT_TOKEN, else the file $INVOICEKIT_TOKEN_FILE)")
     p.add_argument("--json", action="store_true", help="print pair, cluster and action counts as a JSON object")
     p.add_argument("--html", metavar="FILE", help="also write the pairs as a standalone HTML report")
     p.add_argument("--preset", default="invoice", choices=("invoice", "seed"), help="scoring model (default invoice)")
@@ -103,7 +107,7 @@ def _decisions(args: argparse.Namespace):
             raise UsageError(f"--decisions {args.decisions}: cannot read a CSV of id_a,id_b,same ({exc})",
                              reason="bad_decisions") from None
         for store in _stores(args):
-            record_decisions(store, given, actor=args.actor)
+            record_decisions(store, given, actor=args.actor, token=pusher_token(args.token_file))
     found = pd.concat([read_decisions(store) for store in _stores(args)], ignore_index=True)
     return found.sort_values("at", kind="stable")
 
@@ -111,7 +115,8 @@ def _decisions(args: argparse.Namespace):
 def _undo(args: argparse.Namespace) -> int:
     from ._cleanup import undo_duplicates
 
-    result = undo_duplicates(_one_store(args, "--undo"), args.undo, actor=args.actor)
+    result = undo_duplicates(_one_store(args, "--undo"), args.undo, actor=args.actor,
+                             token=pusher_token(args.token_file))
     if args.json:
         print(json.dumps({"cleanup_id": result.cleanup_id, "action": "undo",  # noqa: T201 - the command's output
                           **{o: result.count(o) for o in ("restored", "unchanged", "refused")}}, sort_keys=True))
@@ -138,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     cleanup = None
     if target is not None:
         cleanup = apply_duplicates(resolve_duplicates(invoices, clusters, keep=args.keep), store=target,
-                                   actor=args.actor)
+                                   actor=args.actor, token=pusher_token(args.token_file))
     if args.html:
         pairs.to_html(args.html)
     written = "nothing written" if cleanup is None else (

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .._html import frame_html, page
+from ..security._tokens import ENVELOPE_HEAD
 
 __all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "result_frame", "SAME_CONTENT",
-           "KIND_SQL", "kind_sql"]
+           "KIND_SQL", "kind_sql", "same_client"]
 
 OUTCOMES = ("inserted", "updated", "unchanged", "refused")
 
@@ -36,9 +37,20 @@ REFUSALS = {
     "tombstone": "the central store holds this invoice as deleted; a write cannot revive it",
 }
 
+def same_client(a: str, b: str, *, column: str = "client_data_text", equal: str = "=") -> str:
+    """SQL: rows ``a`` and ``b`` hold the same client text. Encrypted text (a Fernet token is
+    random, so one plaintext has many) is compared by the checksum over the plaintext, which
+    covers the client JSON: equal when the texts are equal, or when either is encrypted and
+    both carry the same checksum."""
+    head = ENVELOPE_HEAD.replace("'", "''")
+    n = len(ENVELOPE_HEAD)
+    return (f"({a}.{column} {equal} {b}.{column} OR ({a}.checksum = {b}.checksum AND "
+            f"(substr({a}.{column}, 1, {n}) = '{head}' OR substr({b}.{column}, 1, {n}) = '{head}')))")
+
+
 #: incoming row ``s`` carries the same content as central row ``i`` (the fields a writer sets)
-SAME_CONTENT = """(i.version = s.version AND i.checksum IS NOT DISTINCT FROM s.checksum
-  AND i.invoice_number = s.invoice_number AND i.client_data_text = s.client_data_text
+SAME_CONTENT = f"""(i.version = s.version AND i.checksum IS NOT DISTINCT FROM s.checksum
+  AND i.invoice_number = s.invoice_number AND {same_client("i", "s")}
   AND i.line_items_text = s.line_items_text AND i.currency = s.currency AND i.total = s.total
   AND (i.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
 

@@ -22,7 +22,7 @@ from .._normalize import normalize
 from ..errors import NotAStoreError
 from ..schema import InvoiceSet
 from . import _sqlite
-from ._write import kind_sql
+from ._write import kind_sql, same_client
 from .offline_schema import ADDITIVE_COLUMNS, DEVICE_SCHEMA_SQL, ROW_COLUMNS, columns_sql, upgrade
 
 __all__ = ["read_local", "write_local", "create_local", "ensure_schema", "OFFLINE_SCHEMA_SQL", "ADDITIVE_COLUMNS"]
@@ -278,7 +278,11 @@ ensure_schema = _ensure_schema
 
 def _offline_rows(invoice_set: InvoiceSet, where: str = "true") -> list[tuple]:
     """The invoices as offline-schema tuples: total as a float (as devices store it),
-    timestamps as ISO text in UTC without offset (as devices write ``utcnow().isoformat()``)."""
+    timestamps as ISO text in UTC without offset (as devices write ``utcnow().isoformat()``);
+    the client JSON encrypted where the environment configures keys."""
+    from ..security import encrypt_if_configured
+
+    invoice_set = encrypt_if_configured(invoice_set)
     con = _duck.connect(inv=invoice_set.invoices_table())
     table = _duck.arrow(
         con,
@@ -305,8 +309,9 @@ _ROW_NAMES = ROW_COLUMNS
 
 # compare-and-set on the offline store (see invoicekit.io._write): the same rule as central;
 # versions and totals compared as numbers (other software's untyped columns may hold text)
-_LOCAL_SAME = """(CAST(t.version AS INTEGER) = s.version AND t.checksum IS s.checksum
-  AND t.invoice_number IS s.invoice_number AND t.client_data IS s.client_data AND t.line_items IS s.line_items
+_LOCAL_SAME = f"""(CAST(t.version AS INTEGER) = s.version AND t.checksum IS s.checksum
+  AND t.invoice_number IS s.invoice_number AND {same_client("t", "s", column="client_data", equal="IS")}
+  AND t.line_items IS s.line_items
   AND CAST(t.total_amount AS REAL) = CAST(s.total_amount AS REAL)
   AND t.currency IS s.currency AND (t.deleted_at IS NULL) = (s.deleted_at IS NULL))"""
 _LOCAL_MAY = """(({force} AND NOT {same})

@@ -21,13 +21,67 @@ def decrypt_if_configured(invoice_set):
     """``invoice_set`` with its encrypted fields decrypted when the environment configures
     keys (``INVOICEKIT_KEYS`` or ``INVOICEKIT_KEY_FILE``); unchanged, at no cost, otherwise.
     The loaders call it, so a store encrypted at rest reads as plaintext where keys are set."""
-    import os
-
-    if not (os.environ.get(KEYS_ENV) or os.environ.get(KEY_FILE_ENV)):
+    if not keys_configured():
         return invoice_set
     return decrypt(invoice_set)
 
+def keys_configured() -> bool:
+    """Whether the environment configures encryption keys (``INVOICEKIT_KEYS`` or
+    ``INVOICEKIT_KEY_FILE``): then the stores are written encrypted at rest."""
+    import os
+
+    return bool(os.environ.get(KEYS_ENV) or os.environ.get(KEY_FILE_ENV))
+
+
+#: the one column a store keeps the client in (offline ``client_data``, central ``client_data_text``)
+STORE_FIELDS = ("client_data",)
+
+
+def encrypt_if_configured(invoice_set):
+    """``invoice_set`` with ``client_data`` (the client JSON a store keeps, which carries every
+    sensitive field) encrypted when the environment configures keys; unchanged otherwise.
+    The writers call it on what they store, so a store is encrypted at rest where keys are
+    set (values already encrypted stay as they are)."""
+    if not keys_configured():
+        return invoice_set
+    return encrypt(invoice_set, fields=STORE_FIELDS)
+
+
+def seal_client_data(text):
+    """One stored ``client_data`` text encrypted (the envelope :func:`encrypt` writes) when
+    keys are configured, else unchanged: for single-invoice writes (``LocalStore``)."""
+    from ._tokens import encrypt_chunk, envelope, token_of
+
+    if text is None or not keys_configured() or token_of(text) is not None:
+        return text
+    return envelope(encrypt_chunk(configured_keys().material(), [text])[0], text)
+
+
+def open_client_data(text, *, store: str = "", invoice_id=None):
+    """One stored ``client_data`` text decrypted (a :class:`~invoicekit.errors.KeyConfigError`
+    without keys, a :class:`~invoicekit.errors.DecryptionError` naming the store and invoice
+    when no key opens it); plaintext is returned as it is."""
+    from ..errors import DecryptionError
+    from ._keys import resolve_keys
+    from ._tokens import decrypt_chunk, token_of, token_reason
+
+    token = None if text is None else token_of(text)
+    if token is None:
+        return text
+    plain, bad = decrypt_chunk(resolve_keys(None, func=store or "decrypt").material(), [token])
+    if bad:
+        reason = token_reason(token)
+        raise DecryptionError(f"{store}: invoice {invoice_id!r} column 'client_data': no configured key opens its "
+                              f"token ({reason})", invoice_id=invoice_id, column="client_data", reason=reason)
+    return plain[0]
+
+
 __all__ = [
+    "keys_configured",
+    "encrypt_if_configured",
+    "seal_client_data",
+    "open_client_data",
+    "STORE_FIELDS",
     "encrypt",
     "decrypt",
     "decrypt_if_configured",

@@ -35,7 +35,8 @@ _lock = threading.Lock()
 _pool: tuple[int, str, Executor] | None = None
 
 _KINDS: dict[str, Callable] = {"encrypt": _tokens.encrypt_chunk, "decrypt": _tokens.decrypt_chunk,
-                               "rotate": _tokens.rotate_chunk}
+                               "rotate": _tokens.rotate_chunk, "seal": _tokens.seal_chunk,
+                               "rotate_embedded": _tokens.rotate_embedded_chunk}
 
 
 def cpu_count() -> int:

@@ -33,12 +33,24 @@ __all__ = ["rotate_keys", "RotationResult"]
 
 log = logging.getLogger("invoicekit.security")
 
-#: (table, key column, encrypted column) of each kind of store
-OFFLINE_COLUMNS = (("transactions", "id", "client_data"), ("invoicekit_base", "id", "client_data"))
+#: (table, key column, encrypted column) of each kind of store; the queue's payloads (and
+#: quarantined ones) hold an encrypted client_data inside their JSON, so they are rotated too:
+#: a pending operation must still open once the old key is gone
+OFFLINE_COLUMNS = (("transactions", "id", "client_data"), ("invoicekit_base", "id", "client_data"),
+                   ("sync_queue", "id", "payload"), ("invoicekit_quarantined_ops", "op_id", "payload"))
 CENTRAL_COLUMNS = (("invoices", "id", "client_data_text"),)
+#: columns holding JSON documents with tokens inside (rather than one marked value)
+EMBEDDED = {("sync_queue", "payload"), ("invoicekit_quarantined_ops", "payload")}
+#: integer keys (a queue row id) start below any id; text keys after ''
+INTEGER_KEYS = {("sync_queue", "id"): -(2 ** 63)}
 
 SELECT_BATCH = """SELECT {key}, {col} FROM {table}
 WHERE {key} > {p} AND (substr({col}, 1, {p}) = {p} OR substr({col}, 1, {p}) = {p})
+ORDER BY {key} LIMIT {p}"""
+#: with ``plaintext=True``: every stored client JSON, encrypted or not
+SELECT_ALL = """SELECT {key}, {col} FROM {table} WHERE {key} > {p} AND {col} IS NOT NULL ORDER BY {key} LIMIT {p}"""
+#: documents carrying at least one token
+SELECT_EMBEDDED = """SELECT {key}, {col} FROM {table} WHERE {key} > {p} AND instr({col}, {p}) > 0
 ORDER BY {key} LIMIT {p}"""
 UPDATE_ROW = "UPDATE {table} SET {col} = {p} WHERE {key} = {p} AND {col} = {p}"
 
@@ -118,8 +130,9 @@ class _Postgres:
 
     p = "%s"
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, token: Any = None) -> None:
         self.display = store.display
+        self.store, self.token = store, token
         self.conn = store.pg()
         self.columns = CENTRAL_COLUMNS
         self._tx = None
@@ -127,6 +140,8 @@ class _Postgres:
     def batch(self):
         self._tx = self.conn.transaction()
         self._tx.__enter__()
+        with self.conn.cursor() as cur:  # the store verifies the identity in each batch's transaction
+            self.store._authorize(cur, self.token)
         return self
 
     def execute(self, sql: str, params: tuple) -> list[tuple]:
@@ -147,7 +162,7 @@ class _Postgres:
         self.conn.close()
 
 
-def _open(store: Any):
+def _open(store: Any, token: Any = None):
     if isinstance(store, (str, os.PathLike)):
         text = os.fsdecode(os.fspath(store))
         if "://" not in text:
@@ -159,36 +174,49 @@ def _open(store: Any):
 
     central = CentralStore(store)
     central.require_schema()
+    try:
+        central.identify(token)  # refused (IdentityError) before anything is read or written
+    except driver_errors() as exc:
+        raise translate(exc, store=central.display, context="rotate_keys") from exc
     if hasattr(central, "pg"):
-        return _Postgres(central)
+        return _Postgres(central, token)
     return _Sqlite(str(central.path), CENTRAL_COLUMNS)
 
 
-def _rotate_batch(target, keys: Keys, rows: list[tuple], update: str, workers) -> tuple[int, dict[str, str]]:
+def _rotate_batch(target, keys: Keys, rows: list[tuple], update: str, workers,
+                  kind: str = "rotate") -> tuple[int, dict[str, str]]:
     """Inside the batch's transaction: re-encrypt ``rows`` (key, stored text), each distinct
     text once. Returns (rows changed, {text: reason} of those no key opens)."""
     distinct = list(dict.fromkeys(r[1] for r in rows))
-    fresh, bad = _pool.run("rotate", keys.material(), distinct, workers=workers)
+    fresh, bad = _pool.run(kind, keys.material(), distinct, workers=workers)
     new = dict(zip(distinct, fresh))
     changes = [(new[text], k, text) for k, text in rows if new[text] is not None]
     target.executemany(update, changes)
     return len(changes), {distinct[i]: why for i, why in bad}
 
 
-def _rotate_column(target, keys: Keys, table: str, key: str, col: str, size: int, workers):
-    """Every marked value of ``table.col``, batch after batch in key order, each batch read,
-    re-encrypted and written in one transaction."""
-    select = SELECT_BATCH.format(key=key, col=col, table=table, p=target.p)
+def _rotate_column(target, keys: Keys, table: str, key: str, col: str, size: int, workers,
+                   plaintext: bool = False):
+    """Every marked value of ``table.col`` (with ``plaintext``, every value), batch after
+    batch in key order, each batch read, re-encrypted and written in one transaction."""
     update = UPDATE_ROW.format(table=table, col=col, key=key, p=target.p)
+    if (table, col) in EMBEDDED:
+        select, kind = SELECT_EMBEDDED.format(key=key, col=col, table=table, p=target.p), "rotate_embedded"
+        params: tuple = (PREFIX, size)
+    elif plaintext:
+        select, kind, params = SELECT_ALL.format(key=key, col=col, table=table, p=target.p), "seal", (size,)
+    else:
+        select, kind = SELECT_BATCH.format(key=key, col=col, table=table, p=target.p), "rotate"
+        params = (len(PREFIX), PREFIX, len(ENVELOPE_HEAD), ENVELOPE_HEAD, size)
     rotated = skipped = batches = 0
     failed: list[tuple] = []
-    after = ""
+    after = INTEGER_KEYS.get((table, key), "")
     while True:
         with target.batch():
-            rows = target.execute(select, (after, len(PREFIX), PREFIX, len(ENVELOPE_HEAD), ENVELOPE_HEAD, size))
+            rows = target.execute(select, (after, *params))
             if not rows:
                 break
-            changed, reasons = _rotate_batch(target, keys, rows, update, workers)
+            changed, reasons = _rotate_batch(target, keys, rows, update, workers, kind)
         failed += [(table, k, col, reasons[text]) for k, text in rows if text in reasons]
         rotated += changed
         skipped += len(rows) - changed - sum(1 for _, text in rows if text in reasons)
@@ -199,7 +227,8 @@ def _rotate_column(target, keys: Keys, table: str, key: str, col: str, size: int
     return (table, col, rotated, skipped, len(failed), batches), failed
 
 
-def rotate_keys(store: Any, *, keys: Any, batch_rows: int = 10_000, workers: int | None = None) -> RotationResult:
+def rotate_keys(store: Any, *, keys: Any, batch_rows: int = 10_000, workers: int | None = None,
+                token: Any = None, plaintext: bool = False) -> RotationResult:
     """Re-encrypt every encrypted field of ``store`` under the newest of ``keys``.
 
     ``store``: an offline store's path, or a central store's URL (``sqlite:///...``,
@@ -209,15 +238,24 @@ def rotate_keys(store: Any, *, keys: Any, batch_rows: int = 10_000, workers: int
     own; killed halfway, run it again to finish. Versions and checksums are unchanged.
     Afterwards, when ``result.ok``, the older keys can be dropped. Values no key opens are
     left as they are and listed in ``result.failed`` by invoice id.
+
+    ``token``: your signed identity (``ik.issue_token``), needed for a central store with
+    identities on (``init_db(..., token_secret=)``) like every other write to it; verified
+    before anything is read, and on PostgreSQL by the store itself in every batch.
+
+    ``plaintext=True`` also encrypts the client JSON still stored as plaintext (rows written
+    before keys were configured): how an existing store is encrypted at rest. Its counts
+    include those values under ``rotated``. An offline store's queued payloads are rotated
+    (a pending operation still opens without the old key); plaintext ones stay as queued.
     """
     keys = resolve_keys(as_keys(keys, func="rotate_keys"), func="rotate_keys")
     if int(batch_rows) < 1:
         raise UsageError(f"rotate_keys: batch_rows must be at least 1; got {batch_rows!r}")
-    target = _open(store)
+    target = _open(store, token)
     counts, failed = [], []
     try:
         for table, key, col in target.columns:
-            row, bad = _rotate_column(target, keys, table, key, col, int(batch_rows), workers)
+            row, bad = _rotate_column(target, keys, table, key, col, int(batch_rows), workers, bool(plaintext))
             counts.append(row)
             failed += bad
     except driver_errors() as exc:

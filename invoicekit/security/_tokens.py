@@ -21,7 +21,7 @@ import base64
 import binascii
 
 __all__ = ["PREFIX", "ENVELOPE_HEAD", "ENVELOPE_COLUMNS", "token_of", "token_reason",
-           "encrypt_chunk", "decrypt_chunk", "rotate_chunk"]
+           "encrypt_chunk", "decrypt_chunk", "rotate_chunk", "seal_chunk", "envelope", "rotate_embedded_chunk"]
 
 PREFIX = "fernet:"
 ENVELOPE_HEAD = '{"encrypted":"' + PREFIX
@@ -124,4 +124,69 @@ def rotate_chunk(material: tuple[bytes, ...], texts: list[str]) -> tuple[list[st
             bad.append((i, token_reason(token)))
             continue
         out.append(text.replace(token, fresh, 1))
+    return out, bad
+
+
+def envelope(token: str, client_json: str) -> str:
+    """The stored form of an encrypted ``client_data``: the token, and the client's name
+    (read from the plaintext JSON ``client_json``; null when it holds none) left readable."""
+    import json
+
+    try:
+        parsed = json.loads(client_json)
+    except ValueError:
+        parsed = None
+    name = parsed.get("name") if isinstance(parsed, dict) else None
+    return f'{ENVELOPE_HEAD}{token}",' + '"name":' + json.dumps(name, ensure_ascii=False) + "}"
+
+
+def seal_chunk(material: tuple[bytes, ...], texts: list[str]) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """Like :func:`rotate_chunk`, and a plaintext client JSON is encrypted (as its envelope)."""
+    plain = [i for i, t in enumerate(texts) if token_of(t) is None]
+    out, bad = rotate_chunk(material, texts)
+    if plain:
+        tokens = encrypt_chunk(material, [texts[i] for i in plain])
+        for i, token in zip(plain, tokens):
+            out[i] = envelope(token, texts[i])
+    return out, bad
+
+
+#: a marked token anywhere inside a JSON document (base64url is never escaped by JSON); compiled on first use
+_EMBEDDED = None
+
+
+def rotate_embedded_chunk(material: tuple[bytes, ...],
+                          texts: list[str]) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """Documents (a queued payload) with every token inside re-encrypted under the newest key:
+    (new texts, None where nothing changed; failures as (index, reason code))."""
+    import re
+
+    from cryptography.fernet import InvalidToken
+
+    global _EMBEDDED
+    if _EMBEDDED is None:
+        _EMBEDDED = re.compile(re.escape(PREFIX) + r"([A-Za-z0-9_\-=]+)")
+    multi, newest = _fernets(material)
+    out: list[str | None] = []
+    bad: list[tuple[int, str]] = []
+    for i, text in enumerate(texts):
+        changed, failed = text, None
+        for token in dict.fromkeys(m.group(1) for m in _EMBEDDED.finditer(text)):
+            raw = token.encode("ascii")
+            try:
+                newest.decrypt(raw)
+                continue
+            except InvalidToken:
+                pass
+            try:
+                fresh = newest.encrypt(multi.decrypt(raw)).decode("ascii")
+            except InvalidToken:
+                failed = token_reason(token)
+                break
+            changed = changed.replace(PREFIX + token, PREFIX + fresh)
+        if failed is not None:
+            out.append(None)
+            bad.append((i, failed))
+        else:
+            out.append(None if changed == text else changed)
     return out, bad

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Union
 
-from ..errors import IdentityError, MissingDependencyError
+from ..errors import IdentityError, MissingDependencyError, UsageError
 
-__all__ = ["issue_token", "verify_token", "Identity", "TokenSecret", "read_secret_file", "token_text",
+__all__ = ["issue_token", "verify_token", "Identity", "TokenSecret", "read_secret_file", "token_text", "pusher_token",
            "DEFAULT_ISSUER", "KINDS", "MIN_SECRET_BYTES", "TOKEN_ENV", "TOKEN_FILE_ENV"]
 
 DEFAULT_ISSUER = "invoicekit"
@@ -126,6 +126,23 @@ class Identity:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject}"
+
+
+def pusher_token(token_file: str | os.PathLike | None = None) -> str | None:
+    """A command's push token: the file ``token_file``, else ``$INVOICEKIT_TOKEN``, else the
+    file named by ``$INVOICEKIT_TOKEN_FILE``; None without any (a store with identities on
+    then refuses the push, saying how to supply one)."""
+    if token_file is None and os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    path = token_file or os.environ.get(TOKEN_FILE_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the token file {os.fsdecode(path)!r}: {exc.strerror}",
+                         reason="bad_path") from None
 
 
 def issue_token(subject: str, *, secret: str | bytes | TokenSecret, ttl: float = 3600,

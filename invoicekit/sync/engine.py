@@ -56,6 +56,7 @@ from ..io.central import CentralStore
 from ..io.local import CURRENCY_HINT, REQUIRED_TABLES, ensure_schema, store_currency
 from ..io.offline_schema import ROW_COLUMNS
 from ..schema import InvoiceSet
+from ..security import decrypt
 from ..validate import validate
 from ._content import content_sha
 from .apply import default_actor
@@ -348,7 +349,10 @@ class SyncEngine:
         finally:
             con.close()
         raw = _unnest(raw, ops)
-        parsed = normalize(raw.select(RAW_COLUMNS))
+        # payloads a device stored encrypted are checked and pushed as plaintext (the central
+        # store encrypts again where keys are set); without a key that opens them the drain
+        # stops with a KeyConfigError/DecryptionError, nothing quarantined or acknowledged
+        parsed = decrypt(normalize(raw.select(RAW_COLUMNS)))
         meta = ops.select(["source_row", "id", "operation", "op_id", "retry_count", "payload_ok",
                            "payload_id"]).to_pandas()
         return parsed, meta

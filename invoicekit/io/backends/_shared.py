@@ -10,6 +10,7 @@ import pyarrow.csv as pacsv
 
 from ... import _duck
 from ...schema import InvoiceSet
+from .._write import same_client
 
 #: columns of ``invoices`` a writer sets, in the order rows are staged
 INV_COLS = [
@@ -29,7 +30,11 @@ FROM inv
 
 def central_rows(invoice_set: InvoiceSet, *, text: bool) -> tuple[pa.Table, pa.Table]:
     """Invoices and lines shaped as the central tables (money/timestamps as text with ``text``);
-    a store's :meth:`~invoicekit.io.backends.CentralStore.central_rows` says which it needs."""
+    a store's :meth:`~invoicekit.io.backends.CentralStore.central_rows` says which it needs.
+    Where the environment configures keys, the client JSON is stored encrypted."""
+    from ...security import encrypt_if_configured
+
+    invoice_set = encrypt_if_configured(invoice_set)
     con = _duck.connect(inv=invoice_set.invoices_table(), ln=invoice_set.lines_table())
     try:
         if text:
@@ -127,7 +132,7 @@ LEDGER_HAS_CONTENT = """EXISTS (SELECT 1 FROM invoicekit_ledger l2 WHERE l2.invo
 
 #: central row ``i`` already holds push ``p``'s content at its version (the same change delivered
 #: again under another op id, e.g. re-queued by a device): redelivered
-CENTRAL_SAME = """(i.version = p.version AND i.checksum IS NOT DISTINCT FROM p.checksum
-  AND i.invoice_number = p.invoice_number AND i.client_data_text = p.client_data_text
+CENTRAL_SAME = f"""(i.version = p.version AND i.checksum IS NOT DISTINCT FROM p.checksum
+  AND i.invoice_number = p.invoice_number AND {same_client("i", "p")}
   AND i.line_items_text = p.line_items_text AND i.currency = p.currency AND i.total = p.total
   AND (i.deleted_at IS NULL) = (p.deleted_at IS NULL))"""
