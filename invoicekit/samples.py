@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import pyarrow as pa
 from . import _duck
 from ._html import frame_html
 from ._payload import rebuild
+from .errors import UsageError
 from .integrity import checksum
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
 
@@ -248,22 +250,28 @@ def _subset(s: InvoiceSet, mask: np.ndarray) -> InvoiceSet:
 
 def make_scenario(
     *, seed: int = SAMPLE_SEED, n_central: int = 400, devices: tuple[str, ...] = ("device_a", "device_b"),
-    new_per_device: int = 15, single_currency: tuple[str, ...] = ("device_b",),
+    new_per_device: int = 15, single_currency: tuple[str, ...] = ("device_b",), held: float = 0.8,
+    shares: Mapping[str, float] | None = None,
 ) -> Scenario:
     """A central set and one set per device, covering every situation in :data:`SITUATIONS`.
 
     Devices named in ``single_currency`` only hold EUR invoices (as a legacy store whose
     currency comes from its settings). Device edits change line 1's quantity; central
     edits change the last line's price, or (for half of ``edited_both``) line 1's
-    quantity too, which is a true conflict.
+    quantity too, which is a true conflict. ``held``: the share of central invoices some
+    device holds (the rest are central-only); ``shares``: how the held ones are spread over
+    ``synced``, ``edited_offline``, ``edited_centrally``, ``edited_both``, ``deleted_local``
+    and ``deleted_central`` (default 50/12/12/10/8/8 %).
     """
+    if not 0 < held <= 1:
+        raise UsageError(f"make_scenario: held must be in (0, 1]; got {held!r}")
     rng = np.random.default_rng(seed)
     n_new = new_per_device * len(devices)
     base = make_invoices(n_central + n_new, seed=seed, source="central")
     inv = base.invoices
     central_mask = np.arange(len(inv)) < n_central
     inv["version"] = pd.Series(np.where(central_mask, rng.integers(1, 4, len(inv)), 1), dtype="int64[pyarrow]")
-    holder = np.where(rng.random(len(inv)) < 0.8, rng.integers(0, len(devices), len(inv)), -1)
+    holder = np.where(rng.random(len(inv)) < held, rng.integers(0, len(devices), len(inv)), -1)
     for d, name in enumerate(devices):
         if name in single_currency:
             holder[(holder == d) & (inv["currency"].to_numpy() != "EUR")] = -1
@@ -271,8 +279,13 @@ def make_scenario(
     holder[new_idx] = np.repeat(np.arange(len(devices)), new_per_device)
     if single_currency:
         inv.loc[new_idx[np.isin(holder[new_idx], [devices.index(x) for x in single_currency])], "currency"] = "EUR"
-    probs = {"synced": 0.5, "edited_offline": 0.12, "edited_centrally": 0.12, "edited_both": 0.1,
-             "deleted_local": 0.08, "deleted_central": 0.08}
+    probs = dict(shares) if shares is not None else {
+        "synced": 0.5, "edited_offline": 0.12, "edited_centrally": 0.12, "edited_both": 0.1,
+        "deleted_local": 0.08, "deleted_central": 0.08}
+    wrong = set(probs) - set(SITUATIONS) | {"new_offline"} & set(probs)
+    if wrong or abs(sum(probs.values()) - 1) > 1e-9 or min(probs.values()) < 0:
+        raise UsageError(f"make_scenario: shares must map situations among {sorted(set(SITUATIONS) - {'new_offline'})} "
+                         f"to shares >= 0 summing to 1; got {dict(probs)!r}")
     situation = np.where(holder >= 0, rng.choice(list(probs), len(inv), p=list(probs.values())), "central_only")
     situation[~central_mask] = "new_offline"
     for d in range(len(devices)):  # every device shows every situation, however small the set

@@ -335,3 +335,17 @@ def test_a_store_setting_names_the_currency_before_the_callers_default(tmp_path)
     write_device_store(without, rows)
     assert set(ik.read_local(with_setting, currency="EUR").invoices["currency"]) == {"CHF"}
     assert set(ik.read_local(without, currency="EUR").invoices["currency"]) == {"EUR"}
+
+
+def test_read_local_takes_a_list_of_stores_and_refuses_other_types(samples_dir):
+    a, b = samples_dir / "device_a.sqlite", samples_dir / "device_b.sqlite"
+    both = ik.read_local([a, str(b)])
+    one, two = ik.read_local(a), ik.read_local(b)
+    assert len(both) == len(one) + len(two)
+    assert set(both.invoices["source"]) == set(one.invoices["source"]) | set(two.invoices["source"])
+    assert len(both.lines) == len(one.lines) + len(two.lines)
+    for bad in (3, None, {"path": str(a)}):
+        with pytest.raises(ik.UsageError, match="read_local"):
+            ik.read_local(bad)
+    with pytest.raises(ik.UsageError, match="empty list"):
+        ik.read_local([])

@@ -2,6 +2,7 @@ import filecmp
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import invoicekit as ik
 from invoicekit.samples import DUPLICATE_KINDS, SITUATIONS, make_duplicates, make_invoices, make_scenario, write_samples
@@ -84,3 +85,22 @@ def test_duplicates_have_truth_and_differ_realistically():
     assert (orig["total"].to_numpy() == dup["total"].to_numpy()).all()
     typo = (truth["kind"] == "number_typo").to_numpy()
     assert (orig["invoice_number"][typo].to_numpy() != dup["invoice_number"][typo].to_numpy()).any()
+
+
+def test_make_scenario_takes_the_mix_it_is_asked_for():
+
+    shares = {"synced": 0.8, "edited_offline": 0.04, "edited_centrally": 0.04, "edited_both": 0.04,
+              "deleted_local": 0.04, "deleted_central": 0.04}
+    sc = make_scenario(n_central=4000, devices=("d",), new_per_device=100, single_currency=(), held=0.9,
+                       shares=shares, seed=3)
+    counts = sc.truth["situation"].value_counts()
+    assert counts["new_offline"] == 100
+    held = counts.drop("new_offline").sum()
+    assert abs(held / 4000 - 0.9) < 0.03 and len(sc.central) == 4000
+    assert abs(counts["synced"] / held - 0.8) < 0.03 and abs(counts["deleted_central"] / held - 0.04) < 0.015
+    with pytest.raises(ik.UsageError, match="shares"):
+        make_scenario(shares={"synced": 0.5, "edited_offline": 0.2})
+    with pytest.raises(ik.UsageError, match="shares"):
+        make_scenario(shares={"synced": 0.9, "new_offline": 0.1})
+    with pytest.raises(ik.UsageError, match="held"):
+        make_scenario(held=0)

@@ -12,14 +12,14 @@ import json
 import os
 import sqlite3
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pyarrow as pa
 
 from .. import _duck, _progress
 from .. import cache as _cache
 from .._normalize import normalize
-from ..errors import NotAStoreError
+from ..errors import NotAStoreError, UsageError
 from ..schema import InvoiceSet
 from . import _sqlite
 from ._write import kind_sql, same_client
@@ -179,8 +179,10 @@ def _same(text: str, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
-def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | None = None) -> InvoiceSet:
-    """Load an offline store (SQLite file) into an :class:`InvoiceSet`.
+def read_local(path: str | os.PathLike | Sequence[str | os.PathLike], *, lines: bool = True,
+               currency: str | None = None) -> InvoiceSet:
+    """Load an offline store (SQLite file) into an :class:`InvoiceSet`; a list of paths loads
+    each store and stacks them (``source`` tells the rows apart).
 
     Raises :class:`~invoicekit.errors.NotAStoreError` for a missing, non-SQLite or
     corrupt file and :class:`~invoicekit.errors.StoreSchemaError` for one lacking the
@@ -195,6 +197,13 @@ def read_local(path: str | os.PathLike, *, lines: bool = True, currency: str | N
     ``default_currency``) names none either; what the store records always wins. Without
     any, such rows load with a null currency, which validation reports and writers refuse.
     """
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise UsageError("read_local() got an empty list of store paths")
+        return InvoiceSet.concat(read_local(p, lines=lines, currency=currency) for p in path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"read_local() takes an offline store's path, or a list of paths; got "
+                         f"{type(path).__name__}")
     path = os.fspath(path)
     conn = _sqlite.open_checked(path, tables=REQUIRED_TABLES)
     try:
