@@ -5,8 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 DEV    := $(VENV)/.installed-dev
+LAB    := $(VENV)/.installed-lab
+LAB_ARGS ?=
 
-.PHONY: demo test bench lint samples clean
+.PHONY: demo lab test bench lint samples clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "invoicekit needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -21,9 +23,19 @@ $(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $@ $(CORE)
 
+$(LAB): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	@touch $@
+
 demo: $(CORE)
 	bash scripts/sysdeps.sh
 	$(BIN)/invoicekit demo --out out
+
+# JupyterLab on notebooks/ (the `notebooks` extra: JupyterLab, the kernel, widgets, matplotlib, and the
+# pdf/dedupe/redis extras the notebooks use); LAB_ARGS go to `jupyter lab`, e.g. LAB_ARGS=--no-browser
+lab: $(LAB)
+	bash scripts/sysdeps.sh
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: $(DEV)
 	bash scripts/sysdeps.sh test

@@ -1,5 +1,6 @@
 """invoicekit: reconcile, deduplicate and render invoices from offline stores, in Jupyter."""
 
+from . import accessor as _accessor  # noqa: F401 - registers the DataFrame accessor .ik
 from ._version import __version__
 from .cache import Cache
 from .dedupe import (

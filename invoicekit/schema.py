@@ -263,6 +263,34 @@ class InvoiceSet:
         _, lines, problems, base, pending = self._state()
         return _rebuild(invoices, None if pending is not None else lines, problems, base, pending)
 
+    def live(self) -> "InvoiceSet":
+        """The same set without its tombstones (invoices whose ``deleted_at`` is set), their
+        lines and problems left out too; deferred lines stay deferred. For analysis: sync
+        and reconcile take the whole set, whose tombstones are deletions to pass on."""
+        invoices, lines, problems, base, pending = self._state()
+        dead = invoices["deleted_at"].notna().to_numpy()
+        if not dead.any():
+            return self
+        live = invoices[~dead].reset_index(drop=True)
+        # ids only tombstones hold (an id live in another source keeps its lines)
+        gone = pa.array(pd.Index(invoices.loc[dead, "id"].dropna().astype(str)).difference(
+            pd.Index(live["id"].dropna().astype(str))), pa.string())
+        if pending is not None:
+            pending = pending.filter(pc.invert(pc.is_in(pending.column("id"), value_set=gone)))
+        else:
+            lines = lines[~lines["invoice_id"].isin(gone.to_pylist()).to_numpy()].reset_index(drop=True)
+        problems = problems[~problems["id"].isin(gone.to_pylist()).to_numpy()].reset_index(drop=True)
+        return _rebuild(live, None if pending is not None else lines, problems, base, pending)
+
+    def totals(self, *, by=("currency", "month"), include_deleted: bool = False, float: bool = False
+               ) -> pd.DataFrame:  # noqa: A002
+        """Exact totals of the live invoices by currency and month (``by`` takes columns and
+        the periods day/week/month/quarter/year): ``self.invoices.ik.totals(...)``, see
+        :mod:`invoicekit.accessor`."""
+        from . import accessor  # noqa: F401 - registers .ik
+
+        return self.invoices.ik.totals(by=by, include_deleted=include_deleted, float=float)
+
     @classmethod
     def from_arrow(
         cls, invoices: pa.Table, lines: pa.Table, problems: pa.Table | None = None

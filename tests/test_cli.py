@@ -36,10 +36,13 @@ def test_validate_exit_codes(capsys, tmp_path):
     assert str(junk) in capsys.readouterr().err
 
 
-def test_validate_json_lines(capsys):
-    assert main(["validate", "--json", str(SAMPLES / "device_b.sqlite")]) == 1
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {r["rule"] for r in rows} == {"total_mismatch", "unparseable_json"}
+def test_validate_json_one_object_per_store(capsys):
+    a, b = str(SAMPLES / "device_a.sqlite"), str(SAMPLES / "device_b.sqlite")
+    assert main(["validate", "--json", a, b]) == 1
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["store"] for o in objs] == [a, b] and [o["ok"] for o in objs] == [True, False]
+    assert {r["rule"] for r in objs[1]["problems"]} == {"total_mismatch", "unparseable_json"}
+    assert all(r["source"] == b and isinstance(r["source_row"], int) for r in objs[1]["problems"])
 
 
 def test_db_init_sqlite_twice(tmp_path, capsys):
@@ -111,7 +114,9 @@ def test_reconcile_json_and_exit_codes(central_with_samples, tmp_path, capsys):
     url, store = central_with_samples
     html = tmp_path / "r.html"
     assert main(["reconcile", "--local", str(store), "--central", url, "--json", "--html", str(html)]) == 1
-    counts = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["store"] == str(store) and out["differs"] is True
+    counts = out["counts"]
     truth = __import__("pandas").read_csv(SAMPLES / "situations.csv")
     expected = truth[truth["device"] == "device_a"]["situation"].value_counts()
     assert counts["conflict"] == expected["edited_both"] and counts["local_only"] == expected["new_offline"]
@@ -128,7 +133,7 @@ def test_sync_dry_run_writes_nothing_then_sync_converges(central_with_samples, c
     assert "flag_conflict" in capsys.readouterr().out
     assert main(["sync", "--local", str(store), "--central", url, "--strategy", "merge_fields"]) == 0
     assert main(["reconcile", "--local", str(store), "--central", url, "--json"]) == 0
-    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["counts"]
     assert {k for k, v in counts.items() if v} == {"same", "central_only"}
 
 
