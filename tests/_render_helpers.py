@@ -23,7 +23,8 @@ needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="po
 def invoice_set(specs: list[dict]) -> InvoiceSet:
     """An InvoiceSet with one invoice per spec: keys ``id``, ``number``, ``client`` (name),
     ``lines`` [(description, quantity, unit_price)], optional ``currency``, ``total``,
-    ``address``, ``email``, ``tax_id``, ``rates`` (per line, percent)."""
+    ``address``, ``email``, ``tax_id``, ``rates`` (per line, percent), ``client_extra`` (more
+    keys of the stored client JSON, e.g. ``{"country": "AT"}``)."""
     base = make_invoices(1).invoices.iloc[[0]]
     rows, lines = [], []
     for spec in specs:
@@ -41,9 +42,10 @@ def invoice_set(specs: list[dict]) -> InvoiceSet:
             items.append(item)
         client = {"name": spec["client"], "email": spec.get("email", "ap@client.example"),
                   "address": spec.get("address", "1 Client Road, Dublin"), "tax_id": spec.get("tax_id", "IE1234567T")}
+        stored = {**client, **spec.get("client_extra", {})}
         row.update(id=spec["id"], invoice_number=spec["number"], client_name=client["name"],
                    client_email=client["email"], client_address=client["address"], client_tax_id=client["tax_id"],
-                   client_data=json.dumps(client), line_items=json.dumps(items),
+                   client_data=json.dumps(stored), line_items=json.dumps(items),
                    currency=spec.get("currency", "EUR"), total=spec.get("total", total),
                    checksum=spec.get("checksum", f"sum-{spec['id']}-{total}"), source=spec.get("source", "test"))
         rows.append(row)

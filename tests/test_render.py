@@ -7,10 +7,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -143,6 +144,61 @@ def test_batch_files_result_and_determinism(tmp_path):
     assert "RenderResult" in a._repr_html_() and len(a.summary()) == 1
 
 
+def test_a_pdf_does_not_depend_on_the_invoices_laid_out_beside_it(tmp_path):
+    s = _five()  # the batch lays the five out in one document and splits it
+    res = render_batch(s, tmp_path, seller=SELLER, workers=1)
+    for row in res.files.itertuples():
+        alone = render_pdf(s, row.id, seller=SELLER)  # a document of its own
+        assert hashlib.sha256(alone).hexdigest() == row.sha256 == _sha(row.path)
+
+
+def test_default_template_markup_stays_lean():
+    """The shipped one-page template emits one block per printed line (no <br>, no
+    inline runs, no inline styles): WeasyPrint's cost grows with the boxes it builds."""
+    from invoicekit.render import _batch, _context, _format, _templates
+
+    s = invoice_set([UMLAUT_CJK])
+    opts = _batch._options(s, template="invoice", locale="de_DE", seller=SELLER, einvoice=None, allow_urls=())
+    plan = _batch._plan(s, opts, where=None, out_dir=None, allow_mismatch=False)
+    row = _batch._job(plan, opts, [0], None)["rows"][0]
+    seller = opts["sellers"]["test"]
+    html = _templates.render_html(opts["spec"], [_context.invoice_context(row, seller, _format.Formatter("de_DE"),
+                                                                           "inv-x")], seller, "de-DE")
+    body = html[html.index("<body>"):]
+    for tag in ("<br", "<b>", "<span", "style=", "<strong"):
+        assert tag not in body, tag
+    assert len(re.findall(r"<td[ >]", body)) == 2 * 4 and len(re.findall(r"<th[ >]", body)) == 4  # 2 lines, 4 columns
+    assert "Jürgen Müller Großhandel GmbH" in body and "Königstraße 7, 70173 Stuttgart" in body
+
+
+def test_render_leaves_the_callers_gc_setting_alone(tmp_path):
+    import gc
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        render_pdf(_five(), "id-1", seller=SELLER)
+        assert gc.get_threshold() == (700, 10, 10)
+        with ThreadPoolExecutor(2) as pool:  # chunks overlapping in threads of this process
+            res = render_batch(invoice_set([{"id": f"t-{i}", "number": f"T-{i}", "client": "C",
+                                             "lines": [("x", 1, "1.00")]} for i in range(40)]),
+                               tmp_path, seller=SELLER, executor=pool)
+        assert res.counts()["rendered"] == 40 and gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_epc_payload_follows_epc069_12():
+    from invoicekit.render._context import epc_payload
+
+    seller = {"name": "Nordlicht Rechnungsbüro GmbH", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}
+    assert epc_payload(seller, "R-1", Decimal("1361.49")).split(b"\n") == [
+        b"BCD", b"002", b"2", b"SCT", b"COBADEFFXXX", "Nordlicht Rechnungsbüro GmbH".encode("latin-1"),
+        b"DE89370400440532013000", b"EUR1361.49", b"", b"", b"Invoice R-1"]
+    cjk = epc_payload({**seller, "name": "東京商事", "bic": None}, "R-2", Decimal("20.00")).split(b"\n")
+    assert cjk[2] == b"1" and cjk[4] == b"" and cjk[5] == "東京商事".encode() and cjk[7] == b"EUR20"
+
+
 def test_batch_resumes_and_rerenders_only_changed(tmp_path):
     s = _five()
     first = render_batch(s, tmp_path, seller=SELLER, workers=1)
@@ -206,6 +262,60 @@ def test_facturx_embeds_valid_en16931_xml(tmp_path):
     assert b'pdfaid:part="3"' in meta and b'pdfaid:conformance="B"' in meta  # PDF/A-3b
     assert meta.count(b"<rdf:RDF") == 1 and b"<fx:ConformanceLevel>EN 16931</fx:ConformanceLevel>" in meta
     assert pdf == render_pdf(s, "fx", seller=SELLER, einvoice="factur-x", locale="fr_FR")  # deterministic
+    buyer = root.find(".//ram:BuyerTradeParty/ram:PostalTradeAddress", namespaces=ns)  # BG-8, BT-50..55
+    assert [(el.tag.split("}")[1], el.text) for el in buyer] == [
+        ("LineOne", "1 Client Road"), ("CityName", "Dublin"), ("CountryID", "IE")]  # country from the VAT id
+    seller = root.find(".//ram:SellerTradeParty/ram:PostalTradeAddress", namespaces=ns)
+    assert [(el.tag.split("}")[1], el.text) for el in seller] == [
+        ("PostcodeCode", "10115"), ("LineOne", "Hauptstraße 5"), ("CityName", "Berlin"), ("CountryID", "DE")]
+
+
+def test_facturx_has_exactly_one_associated_file_entry():
+    pytest.importorskip("facturx")
+    from pypdf import PdfReader
+
+    s = invoice_set([{"id": "af", "number": "AF-1", "client": "Client SARL", "rates": [20],
+                      "lines": [("Conseil", 1, "100.00")]}])
+    reader = PdfReader(io.BytesIO(render_pdf(s, "af", seller=SELLER, einvoice="factur-x")))
+    catalog = reader.trailer["/Root"]
+    af = catalog["/AF"]
+    assert len(af) == 1  # WeasyPrint lists it twice unless the finisher merges the entries
+    spec = af[0].get_object()
+    assert spec["/Type"] == "/Filespec" and spec["/F"] == "factur-x.xml" and spec["/UF"] == "factur-x.xml"
+    assert spec["/AFRelationship"] == "/Data"
+    names = catalog["/Names"]["/EmbeddedFiles"].get_object()["/Names"]
+    assert names[0] == "factur-x.xml" and names[1].get_object() == spec  # the same file the name tree holds
+
+
+def test_facturx_buyer_address_from_client_data_or_a_clear_error(tmp_path):
+    facturx = pytest.importorskip("facturx")
+    from lxml import etree
+
+    ns = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
+    s = invoice_set([
+        {"id": "st", "number": "ST-1", "client": "Wiener Kaffee KG", "tax_id": "ATU12345678",
+         "client_extra": {"country": "at", "address": {"street": "Ringstraße 3", "line2": "Stiege 2",
+                                                        "postcode": "1010", "city": "Wien"}},
+         "lines": [("Beratung", 1, "100.00")]},
+        {"id": "gr", "number": "GR-1", "client": "Athens Ltd", "tax_id": "EL123456789",
+         "address": "Odos 5\nFloor 2, 10558 Athina", "lines": [("Work", 1, "10.00")]},
+        {"id": "none", "number": "NO-1", "client": "Nowhere Inc", "tax_id": "12-3456789",
+         "lines": [("Work", 1, "10.00")]}])
+
+    def buyer(invoice_id):
+        _, xml = facturx.get_facturx_xml_from_pdf(render_pdf(s, invoice_id, seller=SELLER, einvoice="factur-x"),
+                                                  check_xsd=True)
+        addr = etree.fromstring(xml).find(".//ram:BuyerTradeParty/ram:PostalTradeAddress", namespaces=ns)
+        return [(el.tag.split("}")[1], el.text) for el in addr]
+
+    assert buyer("st") == [("PostcodeCode", "1010"), ("LineOne", "Ringstraße 3"), ("LineTwo", "Stiege 2"),
+                           ("CityName", "Wien"), ("CountryID", "AT")]
+    assert buyer("gr") == [("PostcodeCode", "10558"), ("LineOne", "Odos 5"), ("LineTwo", "Floor 2"),
+                           ("CityName", "Athina"), ("CountryID", "GR")]  # Greek VAT ids start with EL
+    res = render_batch(s, tmp_path, seller=SELLER, einvoice="factur-x", workers=1)
+    failed = res.failures.set_index("id")["error"]
+    assert list(failed.index) == ["none"] and "BT-55" in failed["none"] and "country" in failed["none"]
+    assert res.counts()["rendered"] == 2
 
 
 def test_epc_qr_only_with_iban(tmp_path):

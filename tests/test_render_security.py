@@ -129,3 +129,25 @@ def test_allow_list_lets_only_listed_urls_through(watched_server, tmp_path):
     render_batch(s, tmp_path / "out", template=str(folder / "remote.html"), seller=SELLER, workers=1,
                  allow_urls=[f"{base}/allowed/"])
     assert hits == ["/allowed/logo.png"]
+
+
+def test_facturx_xml_holds_payloads_as_text_and_is_the_only_attachment(watched_server, tmp_path):
+    facturx = pytest.importorskip("facturx")
+    from lxml import etree
+
+    base, hits = watched_server
+    payloads = _payloads(base)
+    spec = {"id": "evil-fx", "number": "FX-{{ 7*7 }}", "client": payloads[0], "email": payloads[4],
+            "address": f"{payloads[1]}, {payloads[2]}", "tax_id": "DE999999999",
+            "client_extra": {"city": payloads[6]}, "lines": [(p, 1, "1.00") for p in payloads]}
+    pdf = render_pdf(invoice_set([spec]), "evil-fx", seller=SELLER, einvoice="factur-x")
+    assert hits == [] and b"root:x:0:0" not in pdf
+    assert _attachments(pdf, tmp_path) == ["factur-x.xml", "factur-x.xml"]  # pdfdetach + pypdf: the one file
+    _, xml = facturx.get_facturx_xml_from_pdf(pdf, check_xsd=True)
+    root = etree.fromstring(xml)
+    ram = "{urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100}"
+    buyer = root.find(f".//{ram}BuyerTradeParty")
+    assert buyer.findtext(f"{ram}Name") == payloads[0]  # text, not markup
+    assert buyer.findtext(f"{ram}PostalTradeAddress/{ram}CityName") == payloads[6]
+    assert [d.text for d in root.iter(f"{ram}Name") if d.getparent().tag == f"{ram}SpecifiedTradeProduct"] == payloads
+    assert root.findtext(".//{*}ExchangedDocument/{*}ID") == "FX-{{ 7*7 }}"  # not evaluated

@@ -29,13 +29,13 @@ from ._engine import CHUNK
 from ._format import Formatter
 from ._result import FILE_COLUMNS, RenderResult
 from ._templates import find_template
-from ._worker import error_text, record, render_chunk, sidecar
+from ._worker import error_text, record, render_chunk, sidecar, worker_init
 
 __all__ = ["render_batch", "render_pdf", "EINVOICE_KINDS"]
 
 EINVOICE_KINDS = ("factur-x",)
 _ROW_COLUMNS = ["id", "invoice_number", "client_name", "client_email", "client_address", "client_tax_id",
-                "line_items", "currency", "total", "created_at", "modified_at", "source"]
+                "client_data", "line_items", "currency", "total", "created_at", "modified_at", "source"]
 _WIDE = pa.decimal128(38, 2)
 _INFLIGHT_PER_WORKER = 2
 
@@ -217,7 +217,7 @@ def _pool(workers: int) -> cf.Executor:
     # fork: workers start in milliseconds with everything imported, and scripts need no
     # ``if __name__ == "__main__"`` guard; they only run render_chunk (no DuckDB, no threads)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init)
 
 
 def _failed(job: dict, exc: BaseException) -> list[dict]:

@@ -6,12 +6,15 @@ invoice (the ``factur-x`` package's own writer stamps the clock).
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timezone
 from decimal import Decimal
+from functools import lru_cache
 
 from ..errors import RenderError
 
-__all__ = ["einvoice_writer", "cii_xml", "FacturX", "FACTURX_FILENAME"]
+__all__ = ["einvoice_writer", "cii_xml", "postal_address", "FacturX", "FACTURX_FILENAME"]
 
 FACTURX_FILENAME = "factur-x.xml"
 GUIDELINE_EN16931 = "urn:cen.eu:en16931:2017"
@@ -59,14 +62,80 @@ class _Builder:
         return node
 
 
-def _party(b: _Builder, parent, tag: str, *, name, country=None, address=None, email=None, vat_id=None):
+#: VAT-id prefixes that are not the ISO 3166 code of their country
+_VAT_PREFIX = {"EL": "GR", "XI": "GB"}
+_POSTCODE = re.compile(r"^(\d[\d-]{2,9})\s+(\S.*)$")
+_LINE_KEYS = ("street", "line1", "street2", "line2", "line3")
+_CITY_KEYS = ("city", "town", "locality")
+_POSTCODE_KEYS = ("postcode", "postal_code", "zip", "zip_code")
+
+
+@lru_cache(maxsize=1)
+def _iso_countries() -> frozenset:
+    """ISO 3166 alpha-2 codes (Babel's territories)."""
+    from babel import Locale
+
+    return frozenset(code for code in Locale("en").territories if len(code) == 2 and code.isalpha())
+
+
+def _country(value) -> str | None:
+    code = str(value or "").strip().upper()
+    code = _VAT_PREFIX.get(code, code)
+    return code if code in _iso_countries() else None
+
+
+def postal_address(address, *, country=None, tax_id=None, client_data=None) -> dict:
+    """The CII ``PostalTradeAddress`` parts of a party: ``lines`` (at most three),
+    ``postcode``, ``city``, ``country`` (ISO 3166 alpha-2 or None).
+
+    Structured keys in ``client_data`` (JSON: ``country``/``country_code``, ``postcode``/
+    ``postal_code``/``zip``, ``city``, ``line1``..``line3``/``street``, or an ``address``
+    object with those keys) win; otherwise the one-line ``address`` is split at commas or
+    line breaks: the last part is the city (a leading numeric postcode split off), the
+    parts before it the address lines. Without a country key, the country comes from
+    ``country`` or from the VAT id's prefix (``DE123...`` -> DE, ``EL`` -> GR)."""
+    data = {}
+    if client_data:
+        try:
+            parsed = json.loads(client_data) if isinstance(client_data, str) else client_data
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            data = dict(parsed)
+            if isinstance(parsed.get("address"), dict):
+                data.update(parsed["address"])
+    pick = lambda keys: next((str(data[k]).strip() for k in keys if data.get(k)), None)  # noqa: E731
+    lines = [str(data[k]).strip() for k in _LINE_KEYS if data.get(k)]
+    city, postcode = pick(_CITY_KEYS), pick(_POSTCODE_KEYS)
+    if not (lines or city or postcode) and address:
+        parts = [p.strip() for p in re.split(r"[,\n]", str(address)) if p.strip()]
+        if len(parts) > 1:
+            city = parts.pop()
+            found = _POSTCODE.match(city)
+            if found:
+                postcode, city = found.groups()
+        lines = parts
+    if len(lines) > 3:
+        lines = lines[:2] + [", ".join(lines[2:])]
+    code = _country(pick(("country_code", "country"))) or _country(country)
+    if code is None and tax_id:
+        prefix = re.match(r"^\s*([A-Za-z]{2})[A-Za-z0-9]", str(tax_id))
+        code = _country(prefix.group(1)) if prefix else None
+    return {"lines": [line[:200] for line in lines], "postcode": postcode and postcode[:20],
+            "city": city and city[:200], "country": code}
+
+
+def _party(b: _Builder, parent, tag: str, *, name, address: dict, email=None, vat_id=None):
     party = b.el(parent, tag)
     b.el(party, "ram:Name", name or "-")
-    if country:
-        addr = b.el(party, "ram:PostalTradeAddress")
-        if address:
-            b.el(addr, "ram:LineOne", address[:200])
-        b.el(addr, "ram:CountryID", country)
+    addr = b.el(party, "ram:PostalTradeAddress")  # EN 16931 BG-5 / BG-8: required, with a country
+    if address["postcode"]:
+        b.el(addr, "ram:PostcodeCode", address["postcode"])
+    for tag_, line in zip(("ram:LineOne", "ram:LineTwo", "ram:LineThree"), address["lines"]):
+        b.el(addr, tag_, line)
+    if address["city"]:
+        b.el(addr, "ram:CityName", address["city"])
+    b.el(addr, "ram:CountryID", address["country"])
     if email:
         b.el(b.el(party, "ram:URIUniversalCommunication"), "ram:URIID", email, schemeID="EM")
     if vat_id:
@@ -124,10 +193,18 @@ def cii_xml(ctx: dict, seller: dict, *, type_code: str = "380") -> bytes:
     for ln, rate in zip(row["lines"], amounts["rates"]):
         _line(b, tx, ln, rate)
     agreement = b.el(tx, "ram:ApplicableHeaderTradeAgreement")
-    _party(b, agreement, "ram:SellerTradeParty", name=seller["name"], country=seller["country"],
-           address=seller.get("address"), email=seller.get("email"), vat_id=seller.get("vat_id"))
+    own = postal_address(seller.get("address"), country=seller["country"])
+    own["country"] = own["country"] or seller["country"]  # checked as ISO alpha-2 with the seller settings
+    _party(b, agreement, "ram:SellerTradeParty", name=seller["name"], email=seller.get("email"), address=own,
+           vat_id=seller.get("vat_id"))
     client = ctx["client"]
-    _party(b, agreement, "ram:BuyerTradeParty", name=client["name"], email=client["email"],
+    buyer = postal_address(row.get("client_address"), tax_id=row.get("client_tax_id"),
+                           client_data=row.get("client_data"))
+    if buyer["country"] is None:
+        raise RenderError("factur-x: the buyer's country (EN 16931 BT-55) is unknown: add \"country\": \"DE\" "
+                          "(ISO 3166 alpha-2) to the client's data, or give the client a VAT id with its "
+                          "country prefix", invoice_id=ctx["id"], reason="no_buyer_country")
+    _party(b, agreement, "ram:BuyerTradeParty", name=client["name"], email=client["email"], address=buyer,
            vat_id=client["tax_id"])
     b.el(tx, "ram:ApplicableHeaderTradeDelivery")
     settle = b.el(tx, "ram:ApplicableHeaderTradeSettlement")
@@ -193,10 +270,31 @@ class FacturX:
             string=xml, name=FACTURX_FILENAME, description="Factur-X invoice (EN 16931)", relationship="Data",
             created=stamp, modified=stamp, url_fetcher=document.url_fetcher)]
         document.metadata.xmp_metadata = [_xmp()]
-        return {"pdf_variant": "pdf/a-3b", "finisher": _one_rdf}
+        return {"pdf_variant": "pdf/a-3b", "finisher": _finish}
 
 
-def _one_rdf(document, pdf) -> None:
+def _finish(document, pdf) -> None:
+    """The last touches on WeasyPrint's PDF objects (a ``write_pdf`` finisher)."""
+    _one_af(pdf)
+    _one_rdf(pdf)
+
+
+def _one_af(pdf) -> None:
+    """Each associated file once in the catalog's ``/AF`` array: WeasyPrint's PDF/A-3 step
+    adds every attachment twice (once from the ``EmbeddedFiles`` name tree, once as a
+    ``/Filespec`` object), and PDF/A validators and Factur-X readers expect one entry."""
+    import pydyf
+
+    refs = pdf.catalog.get("AF")
+    if refs:
+        seen = []
+        for ref in refs:
+            if ref not in seen:
+                seen.append(ref)
+        pdf.catalog["AF"] = pydyf.Array(seen)
+
+
+def _one_rdf(pdf) -> None:
     """Merge the Factur-X ``rdf:RDF`` into WeasyPrint's, so the XMP packet has exactly one
     (WeasyPrint appends extra XMP after its own ``rdf:RDF``)."""
     ref = pdf.catalog.get("Metadata")

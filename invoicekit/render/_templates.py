@@ -23,7 +23,7 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "template
 #: the shipped templates, by name
 SHIPPED = ("invoice", "invoice_multipage", "credit_note")
 #: bump when the engine's output for the same template and data changes
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,26 @@ sidecar atomically. Every failure is caught per invoice.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+import threading
+from contextlib import contextmanager
 
 from ._context import invoice_context
 from ._engine import CHUNK, engine
 from ._format import Formatter
 from ._templates import TemplateSpec
 
-__all__ = ["render_chunk", "record", "sidecar", "error_text"]
+__all__ = ["render_chunk", "record", "sidecar", "error_text", "worker_init"]
+
+#: the cyclic garbage collector's first threshold while a chunk renders. WeasyPrint
+#: allocates millions of short-lived objects per chunk, few in cycles; Python's default
+#: (700) runs a collection every 700 of them, which cost 10-20% of the render time
+#: (measured: 3.5-7.8 ms of ~35 ms per invoice, 0.5 ms at 10,000). Memory stays bounded:
+#: collections still run, only less often.
+GC_THRESHOLD = 10_000
 
 
 def record(row: dict, **kw) -> dict:
@@ -95,8 +105,44 @@ def _lay_out(eng, group, seller, lang, einvoice, job, done) -> None:
         _emit(eng, doc, span, ctx, seller, lang, einvoice, job, done)
 
 
+def worker_init() -> None:
+    """Initializer of the toolkit's own worker processes: everything the fork inherited
+    (the parent's data, the imported modules) is frozen out of the garbage collector's
+    scans, so full collections only walk what the worker itself allocates."""
+    gc.freeze()
+
+
+_GC_LOCK = threading.Lock()
+_GC_STATE = {"active": 0, "saved": None}
+
+
+@contextmanager
+def _fewer_collections():
+    """Collect less often while chunks render, then restore the caller's setting (chunks
+    may run in the caller's process or in an executor's threads: the first one in saves
+    the setting, the last one out restores it)."""
+    with _GC_LOCK:
+        if _GC_STATE["active"] == 0:
+            old = _GC_STATE["saved"] = gc.get_threshold()
+            if old[0] and old[0] < GC_THRESHOLD:
+                gc.set_threshold(GC_THRESHOLD, *old[1:])
+        _GC_STATE["active"] += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_STATE["active"] -= 1
+            if _GC_STATE["active"] == 0:
+                gc.set_threshold(*_GC_STATE["saved"])
+
+
 def render_chunk(job: dict) -> list[dict]:
     """Render one chunk of rows (runs in a worker; everything in ``job`` is plain data)."""
+    with _fewer_collections():
+        return _render_chunk(job)
+
+
+def _render_chunk(job: dict) -> list[dict]:
     from ._einvoice import einvoice_writer
 
     spec: TemplateSpec = job["spec"]
