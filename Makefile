@@ -39,7 +39,7 @@ lab: $(LAB)
 
 test: $(DEV)
 	bash scripts/sysdeps.sh test
-	$(BIN)/pytest --nbval --nbval-current-env
+	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 bench: $(DEV)
 	$(BIN)/python -m benchmarks.run

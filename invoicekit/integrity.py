@@ -12,16 +12,21 @@ Python float. :func:`checksum` builds the same JSON text for whole columns with 
 ``json.dumps`` does) and hashes it with ``polars-hash`` (Rust, SHA-NI where the CPU has
 it). Rows holding DEL or non-ASCII text, which ``json.dumps`` escapes as ``\\uXXXX``, get
 their strings from ``json.dumps`` itself, one call per column, so every row matches byte
-for byte. ``total`` is a 2-decimal value, whose Python ``repr`` as a float is its
-decimal text without trailing zeros (``12.50`` -> ``12.5``, ``3.00`` -> ``3.0``).
+for byte. ``total`` is a 2-decimal value: its cents divided by 100 (an IEEE division, the
+correctly rounded float ``float(Decimal)`` gives) go into the same JSON pass, which writes
+floats as Python's ``repr`` does in this range; totals of other types take the text rule
+(``repr`` of a float with at most 2 decimals is its decimal text without trailing zeros:
+``12.50`` -> ``12.5``, ``3.00`` -> ``3.0``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +66,32 @@ def _escaped_ascii(values: pa.ChunkedArray) -> pa.Array:
     return pc.if_else(values.is_null(), "null", pc.binary_join_element_wise('"', pa.array(encoded), '"', ""))
 
 
+#: the largest precision of a 2-decimal total read by :func:`_float_total`: its cents are below
+#: 2**53 (exact as a float64, so cents / 100 is the correctly rounded float Python's
+#: ``float(Decimal)`` gives) and its magnitude below 1e16 (where ``repr`` keeps fixed notation)
+_CENTS_PRECISION = 15
+
+
+def _float_total(total: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """``float(total)`` as the devices hash it, for a 2-decimal ``total`` of at most
+    :data:`_CENTS_PRECISION` digits (else None): its cents, read from the buffers (the low
+    word of each int128), divided by 100 by NumPy (an IEEE division, correctly rounded;
+    Polars would multiply by 0.01, which is not)."""
+    kind = total.type
+    if not (pa.types.is_decimal(kind) and kind.bit_width == 128 and kind.scale == 2
+            and kind.precision <= _CENTS_PRECISION and sys.byteorder == "little"):
+        return None
+    chunks = []
+    for chunk in total.chunks:
+        if not len(chunk):
+            continue
+        # each value is a two's-complement int128; below 2**63 its low word is the value
+        words = np.frombuffer(chunk.buffers()[1], dtype=np.int64, count=2 * (chunk.offset + len(chunk)))
+        mask = chunk.is_null().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        chunks.append(pa.array(words[2 * chunk.offset::2] / 100.0, pa.float64(), mask=mask))
+    return pa.chunked_array(chunks, pa.float64())
+
+
 def _checksum_table(table: pa.Table) -> pa.Array:
     """SHA-256 hex of the devices' JSON text of every row of ``table`` (columns _COLS)."""
     import polars as pl
@@ -71,15 +102,21 @@ def _checksum_table(table: pa.Table) -> pa.Array:
         # whole numbers: their float repr ends in ".0", which a text rule needs a decimal point for
         table = table.set_column(table.schema.get_field_index("total"), "total",
                                  table.column("total").cast(pa.decimal128(38, 1)))
-    df = pl.from_arrow(table)
+    floats = _float_total(table.column("total")) if table.num_rows else None
+    df = pl.from_arrow(table if floats is None else table.append_column("total_amount", floats))
     if not isinstance(df, pl.DataFrame) or df.height == 0:
         return pa.array([], pa.string())
     two = pa.types.is_decimal(total) and total.scale == 2
     # JSON encoders agree on escaping printable ASCII and control characters; json.dumps
     # also escapes DEL and everything non-ASCII as \uXXXX, which those rows get below
     # (found on the encoded text itself: its keys and total are ASCII)
-    text = pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
-                          _total_text(pl, two_decimals=two), pl.lit("}")])
+    if floats is not None:
+        # the usual case, in one pass: the total as the float the devices hash, which Polars
+        # writes as Python's repr does (shortest round trip, fixed notation in this range)
+        text = pl.struct([*_TEXT, "total_amount"]).struct.json_encode()
+    else:
+        text = pl.concat_str([pl.struct(list(_TEXT)).struct.json_encode().str.head(-1), pl.lit(',"total_amount":'),
+                              _total_text(pl, two_decimals=two), pl.lit("}")])
     encoded = pl.col("text")
     slow_rows = (encoded.str.len_bytes() != encoded.str.len_chars()) | encoded.str.contains("\x7f", literal=True)
     # one lazy query per slice, run side by side by Polars' thread pool (a single query

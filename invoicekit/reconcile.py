@@ -40,11 +40,20 @@ How an id present on both sides is classified, in this order:
 Ids only on the device are ``local_only`` (``deleted_local`` if already tombstoned); ids
 only in the central store are ``central_only`` (the device does not hold them, which is
 normal: devices hold a subset).
+
+**Scope.** Given the central store itself (a URL, Engine, ``CentralStore`` or the path of
+a central SQLite file), ``reconcile`` fetches only the invoices the device holds
+(``read_central(url, ids=...)``): the statuses and field differences of those ids are the
+ones a full read gives, and central-only invoices are out of scope (``scope="device"``,
+said by the summary, repr and reports). ``scope="all"`` reads the whole central store and
+reports them, as an :class:`~invoicekit.schema.InvoiceSet` given as ``central`` always does.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,12 +61,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _duck
-from ._args import as_invoice_set
-from ._html import frame_html, page
+from ._args import _is_central_sqlite, as_invoice_set
 from .errors import UsageError
 from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
 
-__all__ = ["reconcile", "Reconciliation", "STATUSES", "IN_SYNC"]
+__all__ = ["reconcile", "Reconciliation", "STATUSES", "IN_SYNC", "SCOPES"]
 
 STATUSES = (
     "same", "local_only", "central_only", "local_ahead", "central_ahead", "conflict",
@@ -67,6 +75,14 @@ STATUSES = (
 IN_SYNC = ("same", "central_only")
 
 _CONTENT = ("invoice_number", "client_data", "line_items", "total", "currency")
+
+#: what a reconciliation covers: ``all`` (every id of both sides) or ``device`` (the ids the
+#: local side holds; central-only invoices were not fetched)
+SCOPES = ("all", "device")
+#: statuses a ``device``-scope reconciliation cannot see
+OUT_OF_SCOPE = {"all": (), "device": ("central_only",)}
+_SCOPE_NOTE = ("out of scope: only the device's invoices were fetched from the central store "
+               "(scope='device'); reconcile(..., scope='all') reads it all and counts them")
 
 
 def _eq(a: str, b: str, *, deleted: bool = True) -> str:
@@ -188,6 +204,14 @@ SELECT invoice_id, 'lines[' || key || '].' || part, value FROM (
 ) UNPIVOT INCLUDE NULLS (value FOR part IN ("quantity", "unit_price"))
 """
 
+# the invoices needing action whose line items may differ: not the same line-item text on the
+# local and central side (and the base, when there is one)
+_LINED_SQL = """
+SELECT t.id FROM todo t JOIN loc_t l ON l.id = t.id LEFT JOIN cen_t c ON c.id = t.id LEFT JOIN bas_t b ON b.id = t.id
+WHERE NOT coalesce(c.id IS NOT NULL AND l.line_items = c.line_items
+                   AND (b.id IS NULL OR b.line_items = l.line_items), false)
+"""
+
 _FIELDS_SQL = """
 SELECT coalesce(l.id, c.id, b.id) AS id, coalesce(l.field, c.field, b.field) AS field,
        b.value AS base, l.value AS local, c.value AS central,
@@ -212,22 +236,33 @@ class Reconciliation:
     central set's order. ``fields``: one row per (id, field) that differs among base, local and
     central, for ids needing action; line items appear as ``lines[<description>#<n>].quantity``
     / ``.unit_price`` (a line's identity is its description and occurrence).
-    ``local``/``central`` are the inputs, kept for :func:`invoicekit.resolve`.
+    ``local``/``central`` are the inputs, kept for :func:`invoicekit.resolve` (a central
+    store given by URL: the invoices fetched from it).
+
+    ``scope``: ``"all"`` (both sides compared whole) or ``"device"`` (only the local ids were
+    fetched from the central store: there are no ``central_only`` rows, and the summary,
+    repr and reports say that central-only invoices are out of scope).
     """
 
     status: pd.DataFrame
     fields: pd.DataFrame
     local: InvoiceSet
     central: InvoiceSet
+    scope: str = "all"
 
     def summary(self) -> pd.DataFrame:
-        """Invoices per status (every status listed, zeros included)."""
+        """Invoices per status (every status listed, zeros included). In ``device`` scope a
+        ``note`` column marks ``central_only`` as out of scope (its count is not known)."""
         counts = self.status["status"].value_counts()
-        return pd.DataFrame({"status": list(STATUSES), "invoices": [int(counts.get(s, 0)) for s in STATUSES]})
+        frame = pd.DataFrame({"status": list(STATUSES), "invoices": [int(counts.get(s, 0)) for s in STATUSES]})
+        if self.scope != "all":
+            frame["note"] = ["" if s not in OUT_OF_SCOPE[self.scope] else _SCOPE_NOTE for s in STATUSES]
+        return frame
 
     def counts(self) -> dict[str, int]:
-        """Invoices per status as a plain dict."""
-        return dict(zip(self.summary()["status"], self.summary()["invoices"]))
+        """Invoices per status as a plain dict (statuses out of scope left out)."""
+        summary = self.summary()
+        return {s: n for s, n in zip(summary["status"], summary["invoices"]) if s not in OUT_OF_SCOPE[self.scope]}
 
     @property
     def differs(self) -> bool:
@@ -241,28 +276,21 @@ class Reconciliation:
         return self.status[self.status["status"] == status].reset_index(drop=True)
 
     def _repr_html_(self) -> str:
-        todo = self.status[~self.status["status"].isin(IN_SYNC)]
-        cols = ["id", "status", "reason", "local_version", "central_version", "base_version"]
-        return (
-            f"<b>Reconciliation</b>: {len(self.status):,} invoice ids, {len(todo):,} need action"
-            + frame_html(self.summary().query("invoices > 0"), caption="by status")
-            + frame_html(todo[cols], caption="invoices needing action")
-            + frame_html(self.fields, caption="differing fields")
-        )
+        """The compact report (summary, statistics, the first invoices needing action)."""
+        from .reports import reconcile_html
+
+        return reconcile_html(self, standalone=False)
 
     def to_html(self, path: str) -> None:
-        """Write a standalone HTML report (all rows needing action, all differing fields)."""
-        todo = self.status[~self.status["status"].isin(IN_SYNC)]
-        body = (
-            frame_html(self.summary(), caption="by status")
-            + frame_html(todo, caption="invoices needing action", max_rows=100_000)
-            + frame_html(self.fields, caption="differing fields", max_rows=100_000)
-        )
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page("Reconciliation", body))
+        """Write the complete HTML report: every invoice, side by side, filter and sort (works offline)."""
+        from .reports import reconcile_html, write
+
+        write(path, reconcile_html(self))
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v:,}" for k, v in self.counts().items() if v)
+        if self.scope != "all":
+            parts += f"{'; ' if parts else ''}scope={self.scope}: central-only invoices out of scope"
         return f"Reconciliation({parts})"
 
 
@@ -395,15 +423,115 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     return pa.concat_tables(parts), c_of_l, b_of_l
 
 
-def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) -> Reconciliation:
+def _central_store(value: Any) -> Any:
+    """``value`` when it names a central store (URL, Engine, CentralStore, a central SQLite
+    file's path as its URL), else None (an InvoiceSet, an offline store's path, a list)."""
+    from sqlalchemy.engine import Engine
+
+    from .io.central import CentralStore
+
+    if isinstance(value, (CentralStore, Engine)):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fsdecode(os.fspath(value))
+        if "://" in text:
+            return text
+        if _is_central_sqlite(text):
+            return f"sqlite:///{os.path.abspath(text)}"
+    return None
+
+
+def _ids(s: InvoiceSet) -> pa.Array:
+    """The distinct ids of ``s`` (nulls left out)."""
+    return pc.unique(pa.array(s.invoices["id"], pa.string()).drop_null())
+
+
+def _only(central: InvoiceSet, ids: pa.Array) -> InvoiceSet:
+    """``central`` restricted to the invoices ``ids`` (itself when it holds no others)."""
+    keep = pc.is_in(pa.array(central.invoices["id"], pa.string()), value_set=ids).fill_null(False)
+    if pc.all(keep).as_py() is not False:
+        return central
+    return central.with_invoices(central.invoices[keep.to_numpy(zero_copy_only=False)].reset_index(drop=True))
+
+
+def _offline_paths(value: Any) -> list[str] | None:
+    """The offline store paths ``value`` names (a path, or a list of them), else None."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(v, (str, os.PathLike)) for v in values):
+        return None
+    paths = [os.fsdecode(os.fspath(v)) for v in values]
+    if any("://" in p or _is_central_sqlite(p) for p in paths):
+        return None
+    return paths
+
+
+def _device_sides(local: Any, store: Any) -> tuple[InvoiceSet, InvoiceSet]:
+    """The local set and the central invoices it holds. A local side given as store paths is
+    loaded while the central store is read for the ids those stores name (read in one query
+    first); any id the loaded set holds beyond them is fetched after."""
+    from .errors import InvoicekitError
+    from .io.central import read_central
+    from .io.local import held_ids
+
+    paths = _offline_paths(local)
+    guess = None
+    if paths is not None:
+        try:
+            guess = pc.unique(pa.concat_arrays([held_ids(p) for p in paths]).drop_null())
+        except InvoicekitError:  # loading the local side says what is wrong with it
+            guess = None
+    if guess is None:
+        local = as_invoice_set(local, func="reconcile", param="local")
+        return local, read_central(store, ids=_ids(local))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-reconcile") as pool:
+        fetch = pool.submit(read_central, store, ids=guess)
+        local = as_invoice_set(local, func="reconcile", param="local")
+        central = fetch.result()
+    ids = _ids(local)
+    central = _only(central, ids)
+    missing = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=guess)))
+    if len(missing):
+        central = InvoiceSet.concat([central, read_central(store, ids=missing)])
+    return local, central
+
+
+def _sides(local: Any, central: Any, scope: str | None) -> tuple[InvoiceSet, InvoiceSet, str]:
+    """Both sides to compare and the scope: a central store is read for the local ids only
+    (``device``, its default) or whole (``all``); a set is compared whole (``all``, its
+    default) or restricted to the local ids (``device``)."""
+    store = _central_store(central)
+    if store is None:
+        local = as_invoice_set(local, func="reconcile", param="local")
+        central = as_invoice_set(central, func="reconcile", param="central")
+        scope = scope or "all"
+        return local, central if scope == "all" else _only(central, _ids(local)), scope
+    if (scope or "device") == "device":
+        return (*_device_sides(local, store), "device")
+    from .io.central import read_central
+
+    local = as_invoice_set(local, func="reconcile", param="local")
+    return local, read_central(store), "all"
+
+
+def reconcile(local: InvoiceSet, central: Any, *, fields: bool = True, scope: str | None = None) -> Reconciliation:
     """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
 
     Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
     status is computed either way). See the module doc for how statuses are decided.
     Either side may also be a store path or URL, or a list of them (loaded for you).
+
+    ``central`` given as the central store itself (URL, Engine, ``CentralStore``, a central
+    SQLite file) is read for the local ids only (``scope="device"``, the default then): the
+    same statuses and field differences for every id the device holds, without central-only
+    invoices, which are out of scope. ``scope="all"`` reads it whole and reports them. An
+    InvoiceSet is compared whole unless ``scope="device"``. A device given as its store
+    file(s) is loaded while the central store is read for the ids the file names.
     """
-    local = as_invoice_set(local, func="reconcile", param="local")
-    central = as_invoice_set(central, func="reconcile", param="central")
+    if scope is not None and scope not in SCOPES:
+        raise UsageError(f"reconcile: scope={scope!r} is not one of {', '.join(map(repr, SCOPES))}")
+    local, central, scope = _sides(local, central, scope)
     base = local.base if local.base is not None else InvoiceSet(
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
@@ -423,10 +551,12 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
             con.register("loc_t", _rows_at(loc, at))
             con.register("cen_t", _rows_at(cen, c_of_l[at][c_of_l[at] >= 0]))
             con.register("bas_t", _rows_at(bas, b_of_l[at][b_of_l[at] >= 0]))
+            # lines only of the invoices whose line-item text differs somewhere (equal text on
+            # every side holding the invoice parses to equal lines: no differing field); a
+            # deferred set parses just those
+            lined = _duck.arrow(con, _LINED_SQL).column("id")
             for name, side in (("ll", local), ("cl", central), ("bl", base)):
-                # a deferred set parses just these invoices' lines; parsed lines are filtered
-                # by the SQL below (a semi-join) without a copy here
-                con.register(name, side.lines_of(todo.column("id")) if side.lines_deferred else side.lines_table())
+                con.register(name, side.lines_of(lined))
             for out, inv, lines in (("lf", "loc_t", "ll"), ("cf", "cen_t", "cl"), ("bf", "bas_t", "bl")):
                 con.execute(_LONG.format(out=out, inv=inv, lines=lines))
             diff = _duck.arrow(con, _FIELDS_SQL)
@@ -441,4 +571,5 @@ def reconcile(local: InvoiceSet, central: InvoiceSet, *, fields: bool = True) ->
         fields=diff.to_pandas(types_mapper=pd.ArrowDtype),
         local=local,
         central=central,
+        scope=scope,
     )

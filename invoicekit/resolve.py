@@ -33,7 +33,7 @@ An invoice whose local row fails its checksum or did not parse gets action
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -242,6 +242,9 @@ class Resolution:
     strategy: str
     #: the offline store files the local side was read from (a plan is only applied to them)
     sources: tuple[str, ...] = ()
+    #: the :class:`~invoicekit.Reconciliation` decided (so a review, e.g.
+    #: ``invoicekit.widgets.ConflictReview(resolution)``, can decide again with more decisions)
+    reconciliation: Reconciliation | None = field(default=None, repr=False, compare=False)
 
     @property
     def target(self) -> InvoiceSet:
@@ -396,6 +399,7 @@ def resolve(
         unresolved=unresolved.to_pandas(types_mapper=pd.ArrowDtype),
         strategy=strategy,
         sources=_sources(local),
+        reconciliation=reconciliation,
     )
 
 

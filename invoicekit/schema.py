@@ -43,7 +43,7 @@ hold.  ``problems`` lists what the loader could not parse (see
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -128,15 +128,53 @@ def empty(schema: pa.Schema) -> pd.DataFrame:
     return to_frame(schema.empty_table(), schema)
 
 
-def merge_problems(*tables: pa.Table) -> pd.DataFrame:
-    """Problem tables stacked in the loaders' order: by source, source row, field."""
+def merge_problems(*tables: pa.Table, sources: pa.ChunkedArray | pa.Array | None = None) -> pd.DataFrame:
+    """Problem tables stacked in the loaders' order: by source, source row, field.
+
+    ``sources`` (the rows' sources, in the set's order) orders the sources by first
+    appearance instead of by name, as stacked sets keep them (a set's own sources, e.g. a
+    store and its ``#sync_queue``, appear in name order)."""
     merged = pa.concat_tables([t.select(PROBLEM_SCHEMA.names).cast(PROBLEM_SCHEMA) for t in tables])
-    merged = merged.sort_by([("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")])
+    keys = [("source", "ascending"), ("source_row", "ascending"), ("field", "ascending")]
+    if sources is not None and merged.num_rows:
+        order = pc.unique(sources)  # in order of first appearance
+        rank = pc.fill_null(pc.index_in(merged.column("source"), value_set=order), len(order))
+        merged = merged.append_column("_rank", rank)
+        keys.insert(0, ("_rank", "ascending"))
+    merged = merged.sort_by(keys)  # a stable sort
     return to_frame(merged, PROBLEM_SCHEMA)
 
 
 def _rebuild(invoices, lines, problems, base, pending) -> "InvoiceSet":
     return InvoiceSet(invoices, lines, problems, base, pending_lines=pending)
+
+
+def _disjoint_sources(tables: list[pa.Table]) -> bool:
+    """No ``source`` value is in two of ``tables`` (one store read twice is)."""
+    if len(tables) < 2:
+        return True
+    distinct = [pc.unique(t.column("source")) for t in tables]
+    return pc.count_distinct(pa.chunked_array(distinct, pa.string()), mode="all").as_py() == sum(map(len, distinct))
+
+
+class _Deferred:
+    """A value made on first use, once, under a lock; the sets derived from one set share it."""
+
+    __slots__ = ("_make", "_value", "_lock")
+
+    def __init__(self, make) -> None:
+        self._make, self._value, self._lock = make, None, threading.Lock()
+
+    @property
+    def pending(self) -> bool:
+        return self._make is not None
+
+    def get(self):
+        with self._lock:
+            if self._make is not None:
+                self._value = self._make()
+                self._make = None  # dropped: what it captured (e.g. raw rows) is freed
+            return self._value
 
 
 class InvoiceSet:
@@ -152,7 +190,7 @@ class InvoiceSet:
     eager parse; only its cost moves to where it is needed.
     """
 
-    __slots__ = ("invoices", "_lines", "_problems", "_pending", "_lock", "base")
+    __slots__ = ("invoices", "_lines", "_problems", "_pending", "_lock", "_base")
 
     def __init__(self, invoices: pd.DataFrame, lines: pd.DataFrame | None = None,
                  problems: pd.DataFrame | None = None, base: "InvoiceSet | None" = None, *,
@@ -166,22 +204,35 @@ class InvoiceSet:
         #: (id, line_items, source, source_row) still to explode into lines, or None
         set_(self, "_pending", pending_lines)
         set_(self, "_lock", threading.Lock())
-        #: the last-synced snapshot of each invoice, where the store records one (the toolkit's
-        #: own offline stores do, in ``invoicekit_base``); reconcile uses it for exact
-        #: three-way comparisons. ``None`` for stores that record none.
-        set_(self, "base", base)
+        #: the last-synced snapshot (see :attr:`base`): an InvoiceSet, None, or a _Deferred one
+        set_(self, "_base", base)
 
     def __setattr__(self, name: str, value) -> None:
         raise AttributeError(f"InvoiceSet is immutable (cannot set {name!r})")
 
     def _state(self) -> tuple:
-        """(invoices, lines, problems, base, pending) read together, never half-resolved."""
+        """(invoices, lines, problems, base, pending) read together, never half-resolved
+        (a deferred base is passed on as it is, to be made once for every set sharing it)."""
         with self._lock:
-            return self.invoices, self._lines, self._problems, self.base, self._pending
+            return self.invoices, self._lines, self._problems, self._base, self._pending
 
     def __reduce__(self):  # pickle, copy and deepcopy (the lock is not part of the state)
-        invoices, lines, problems, base, pending = self._state()
-        return _rebuild, (invoices, None if pending is not None else lines, problems, base, pending)
+        invoices, lines, problems, _, pending = self._state()
+        return _rebuild, (invoices, None if pending is not None else lines, problems, self.base, pending)
+
+    @property
+    def base(self) -> "InvoiceSet | None":
+        """The last-synced snapshot of each invoice, where the store records one (the toolkit's
+        own offline stores do, in ``invoicekit_base``); reconcile uses it for exact three-way
+        comparisons. ``None`` for stores that record none. A loader may defer it: its rows
+        are read with the store's, and parsed on first access, once (thread-safe)."""
+        base = self._base
+        return base.get() if isinstance(base, _Deferred) else base
+
+    @property
+    def base_deferred(self) -> bool:
+        """True while the base snapshot waits to be parsed."""
+        return isinstance(self._base, _Deferred) and self._base.pending
 
     def _resolve(self) -> None:
         with self._lock:
@@ -191,7 +242,8 @@ class InvoiceSet:
 
             lines, problems = explode_lines(self._pending)
             object.__setattr__(self, "_lines", to_frame(lines, LINE_SCHEMA))
-            object.__setattr__(self, "_problems", merge_problems(to_table(self._problems, PROBLEM_SCHEMA), problems))
+            object.__setattr__(self, "_problems", merge_problems(to_table(self._problems, PROBLEM_SCHEMA), problems,
+                                                                 sources=self._pending.column("source")))
             object.__setattr__(self, "_pending", None)
 
     @property
@@ -252,9 +304,12 @@ class InvoiceSet:
     def _lines_note(self) -> str:
         return " (not parsed yet)" if self.lines_deferred else ""
 
-    def with_base(self, base: "InvoiceSet | None") -> "InvoiceSet":
-        """The same set with ``base`` as its last-synced snapshot."""
+    def with_base(self, base: "InvoiceSet | None | Callable[[], InvoiceSet | None]") -> "InvoiceSet":
+        """The same set with ``base`` as its last-synced snapshot; a function returning one
+        defers it (called on the first access of :attr:`base`, once)."""
         invoices, lines, problems, _, pending = self._state()
+        if callable(base) and not isinstance(base, InvoiceSet):
+            base = _Deferred(base)
         return _rebuild(invoices, None if pending is not None else lines, problems, base, pending)
 
     def with_invoices(self, invoices: pd.DataFrame) -> "InvoiceSet":
@@ -312,16 +367,34 @@ class InvoiceSet:
 
     @classmethod
     def concat(cls, sets: Iterable["InvoiceSet"]) -> "InvoiceSet":
-        """Stack several sets (e.g. one per device) into one; ids are not deduplicated."""
+        """Stack several sets (e.g. one per device) into one; ids are not deduplicated.
+
+        Deferred line items stay deferred (when every set defers them and no source is in
+        two sets), and so do deferred bases: the result equals the eager stack."""
         sets = list(sets)
         if not sets:
             return cls(empty(INVOICE_SCHEMA), empty(LINE_SCHEMA))
-        bases = [s.base for s in sets if s.base is not None]
+        states = [s._state() for s in sets]
+        bases = [state[3] for state in states if state[3] is not None]
+        if any(isinstance(b, _Deferred) for b in bases):
+            def stacked() -> "InvoiceSet | None":
+                made = [m for m in (b.get() if isinstance(b, _Deferred) else b for b in bases) if m is not None]
+                return cls.concat(made) if made else None
+
+            base = _Deferred(stacked)
+        else:
+            base = cls.concat(bases) if bases else None
+        invoices = pd.concat([state[0] for state in states], ignore_index=True)
+        pending = [state[4] for state in states]
+        if (all(p is not None for p in pending) and all(p.schema.equals(pending[0].schema) for p in pending)
+                and _disjoint_sources(pending)):
+            return cls(invoices, None, pd.concat([state[2] for state in states], ignore_index=True), base,
+                       pending_lines=pa.concat_tables(pending))
         return cls(
-            pd.concat([s.invoices for s in sets], ignore_index=True),
+            invoices,
             pd.concat([s.lines for s in sets], ignore_index=True),
             pd.concat([s.problems for s in sets], ignore_index=True),
-            base=cls.concat(bases) if bases else None,
+            base=base,
         )
 
     def invoices_table(self) -> pa.Table:

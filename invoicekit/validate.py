@@ -51,7 +51,6 @@ import pyarrow.compute as pc
 
 from . import _duck
 from ._args import as_invoice_set
-from ._html import frame_html, page
 from ._normalize import IN_TIMESTAMP_RANGE, MAX_VERSION, NUL_ESCAPE, TIMESTAMP_COLUMNS
 from .errors import ValidationError
 from .schema import PROBLEM_SCHEMA, InvoiceSet, to_frame
@@ -245,19 +244,16 @@ class ValidationReport:
             raise ValidationError(self.problems, context=context)
 
     def _repr_html_(self) -> str:
-        if self.ok:
-            return f"<b>ValidationReport</b>: {self.n_invoices:,} invoices, no problems"
-        return (
-            f"<b>ValidationReport</b>: {self.n_invoices:,} invoices, "
-            f"{len(self.problems):,} problems"
-            + frame_html(self.summary(), caption="by rule")
-            + frame_html(self.problems, caption="problems")
-        )
+        """The compact report: counts by rule and the first problems."""
+        from .reports import validation_html
+
+        return validation_html(self, standalone=False)
 
     def to_html(self, path: str) -> None:
-        """Write the report as a standalone HTML page."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page("Validation report", self._repr_html_()))
+        """Write the complete report: every problem by rule, filter and sort (works offline)."""
+        from .reports import validation_html, write
+
+        write(path, validation_html(self))
 
     def __repr__(self) -> str:
         return f"ValidationReport({self.n_invoices:,} invoices, {len(self.problems):,} problems)"

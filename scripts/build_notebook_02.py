@@ -90,15 +90,32 @@ changed alike on both, and leaves the rest for a decision. Nothing unresolved is
     ("code", """res = ik.resolve(rec_a, strategy="three_way")
 res"""),
     ("code", """res.unresolved[["id", "field", "base", "local", "central"]]"""),
-    ("md", """The analyst decides. `decisions` is a plain DataFrame (the notebooks issue adds a widget
-that fills it): here the central value for quantities and the local one for prices, and one
-invoice taken whole from the device with `field="*"`."""),
-    ("code", """decisions = res.unresolved[["id", "field"]].copy()
-decisions["choice"] = decisions["field"].str.endswith(".quantity").map({True: "central", False: "local"})
-whole = decisions["id"].iloc[-1]
-decisions = pd.concat([decisions[decisions["id"] != whole],
-                       pd.DataFrame({"id": [whole], "field": ["*"], "choice": ["local"]})], ignore_index=True)
-res = ik.resolve(rec_a, strategy="three_way", decisions=decisions)
+    ("md", """The analyst decides in `ConflictReview`: one conflict at a time, base / local / central side
+by side with the changes highlighted, a toggle per field, "whole invoice" and "take all"
+buttons, a progress bar, and a key box (ipywidgets has no key events of its own: letters
+typed there run commands, listed in the widget). In JupyterLab you click; the widget is
+shown here, and its output is not compared by the tests (a widget's view is new every run)."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+from invoicekit.widgets import ConflictReview
+
+review = ConflictReview(res)  # the Resolution keeps the Reconciliation it decided
+review"""),
+    ("md", """Every button and key is also a method, so a review can be scripted (or checked): here the
+central value for quantities and the local one for everything else, and one invoice taken
+whole from the device with `field="*"`. `review.decisions` is exactly the `(id, field,
+choice)` frame `resolve` takes, and `review.apply()` re-resolves with it."""),
+    ("code", """whole = res.unresolved["id"].iloc[-1]
+for inv, field in res.unresolved[["id", "field"]].itertuples(index=False):
+    if inv != whole:
+        review.choose(inv, field, "central" if field.endswith(".quantity") else "local")
+review.choose(whole, "*", "local")
+decided, total = review.progress()
+assert decided == total == res.unresolved["id"].nunique()
+print(f"decided {decided} of {total} conflicts")
+review.decisions.assign(id=review.decisions["id"].str[:8])"""),
+    ("code", """res = review.apply()
+assert (res.actions["action"] == "unresolved").sum() == 0
+assert res.actions.set_index("id").loc[whole, "winner"] == "local"
 print("left unresolved:", int((res.actions["action"] == "unresolved").sum()))
 res.actions["action"].value_counts()"""),
     ("md", """## 4. Plan (a dry run), then sync

@@ -131,6 +131,22 @@ print(repr(reviewed), "| decisions applied:", reviewed.stats["decisions"])
 row = reviewed.pairs.set_index(["id_a", "id_b"]).loc[(weakest["id_a"], weakest["id_b"])]
 print("is_duplicate:", bool(row["is_duplicate"]), "| action:", row["action"])
 print("reason:", row["reason"])""", ()),
+    ("md", """In a notebook the reviewer does this in `DuplicateReview`: pair (or cluster) cards with
+the differing fields highlighted, "same" / "not the same" / "skip for now" buttons and keys,
+and `save()`, which records the answers in the store. Pairs the store already holds a
+decision on are left out, so the weakest pair decided above does not come back. Its view is
+new each run, so that cell's output is not compared; the scripted calls below are what the
+buttons do.""", ()),
+    ("code", """from invoicekit.widgets import DuplicateReview
+
+review = DuplicateReview(pairs, store=url, invoices=invoices)
+review""", (IGNORE,)),
+    ("code", """assert review.left_out == 1  # the pair decided above is not asked again
+first = review.pairs.iloc[0]
+review.mark(first["id_a"], first["id_b"], True)  # "same"
+print("answers:", len(review.decisions), "| left out (already decided):", review.left_out)
+saved = review.save()
+print("saved:", len(saved), "| saving again writes:", len(review.save()))""", ()),
     ("md", """Note that `action` says `skip` both for a plain re-entry and for a pair marked not the same;
 `is_duplicate` is what tells them apart, and what clustering uses.
 
@@ -230,6 +246,18 @@ print(f"embedded {name} ({len(xml):,} bytes), level {level}, valid against the X
 print("sha256", hashlib.sha256(pdf).hexdigest(), "| same bytes on a second render:",
       hashlib.sha256(ik.render_pdf(device, xinv.files["id"].iloc[0], seller=SAMPLE_SELLER,
                                    einvoice="factur-x")).hexdigest() == hashlib.sha256(pdf).hexdigest())""", ()),
+    ("md", """`RenderBatch` puts this in a widget: template, locale and Factur-X pickers, a preview of page
+1, a run button with a progress bar, and the results table; `.run()` returns the same
+`RenderResult`.""", ()),
+    ("code", """from invoicekit.widgets import RenderBatch
+
+three = device.with_invoices(device.invoices[device.invoices["invoice_number"].isin(chosen)].reset_index(drop=True))
+batch = RenderBatch(three, work / "pdf-widget", seller=SAMPLE_SELLER)
+batch""", (IGNORE,)),
+    ("code", """print("templates:", list(ik.render.TEMPLATES))
+done = batch.run()  # what the run button does
+print(done.counts())
+assert done.counts()["rendered"] == len(chosen) and done.files["ok"].all()""", ()),
     ("md", """## 7. What page 1 looks like
 
 Page 1 of the first PDF, converted with poppler's `pdftoppm` at 60 dpi:""", ()),

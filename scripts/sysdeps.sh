@@ -2,7 +2,7 @@
 # Install the system packages pip cannot provide (Debian/Ubuntu names).
 #
 #   bash scripts/sysdeps.sh         WeasyPrint's Pango/HarfBuzz libraries and fonts (Latin + CJK)
-#   bash scripts/sysdeps.sh test    ... plus pdftotext and, when the tests could find
+#   bash scripts/sysdeps.sh test    ... plus pdftotext, chromium (the HTML report tests) and, when the tests could find
 #                                   neither a running server nor binaries to start one,
 #                                   PostgreSQL and Redis (see tests/conftest.py)
 #   bash scripts/sysdeps.sh venv    ... plus the venv module of $PYTHON (default python3)
@@ -99,6 +99,8 @@ check() {  # fill $missing with the packages whose check fails
   has_pkg fonts-wqy-microhei || has_font "WenQuanYi Micro Hei" || missing+=(fonts-wqy-microhei)
   if [[ $mode == test ]]; then
     command -v pdftotext >/dev/null || missing+=(poppler-utils)
+    # the report tests render every HTML report in Debian's headless Chromium
+    [[ -x /usr/bin/chromium ]] || command -v chromium >/dev/null || missing+=(chromium)
     has_initdb || pg_reachable || missing+=(postgresql)
     command -v redis-server >/dev/null || redis_answers || missing+=(redis-server)
   fi

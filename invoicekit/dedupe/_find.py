@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -12,7 +11,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._html import frame_html, page
 from .._progress import bar
 from ..errors import UsageError
 from ..schema import InvoiceSet
@@ -68,24 +66,16 @@ class DuplicatePairs:
         return pd.DataFrame({"low": edges[:-1].round(2), "high": edges[1:].round(2), "pairs": counts})
 
     def _repr_html_(self) -> str:
-        s = self.stats
-        head = (f"<b>DuplicatePairs</b> (preset {html.escape(self.preset)}, threshold {self.threshold}): "
-                f"{int(self.pairs['is_duplicate'].sum()):,} duplicate pairs among {len(self.pairs):,} shown, "
-                f"{s.get('candidates', 0):,} candidates from {s.get('invoices', 0):,} invoices")
-        hist = self.histogram()
-        top = max(int(hist["pairs"].max()), 1)
-        bars = "".join(
-            f"<tr><td>{lo:.1f}–{hi:.1f}</td><td><div style='background:#4a7;height:.8em;"
-            f"width:{int(200 * n / top)}px'></div></td><td>{n:,}</td></tr>"
-            for lo, hi, n in hist.itertuples(index=False))  # ten rows of display, not data
-        shown = self.pairs.sort_values("score", ascending=False)
-        return (head + frame_html(self.summary()) + f"<table><caption>score histogram</caption>{bars}</table>"
-                + frame_html(shown, caption="pairs, best first"))
+        """The compact report: counts, the score histogram and the best pairs."""
+        from ..reports import duplicates_html
+
+        return duplicates_html(self, standalone=False)
 
     def to_html(self, path: str) -> None:
-        """Write a standalone HTML report."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page("Duplicate invoices", self._repr_html_()))
+        """Write the complete report: every pair with its similarities, filter and sort (works offline)."""
+        from ..reports import duplicates_html, write
+
+        write(path, duplicates_html(self))
 
     def __repr__(self) -> str:
         return (f"DuplicatePairs({int(self.pairs['is_duplicate'].sum()):,} duplicates, {len(self.pairs):,} pairs, "

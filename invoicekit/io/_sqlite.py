@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,21 +91,40 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-def _fetch(path: str, sql: str, params: Sequence) -> pa.Table:
+def _fetch(path: str, sql: str, params: Sequence, stage: Mapping[str, pa.Table] | None = None) -> pa.Table:
+    return _fetch_all(path, [(sql, params)], stage)[0]
+
+
+def _fetch_all(path: str, queries: Sequence[tuple[str, Sequence]],
+               stage: Mapping[str, pa.Table] | None = None) -> list[pa.Table]:
+    """Each (sql, params) of ``queries`` on one ADBC connection, in one read transaction (the
+    driver does not autocommit): one consistent state for all of them."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
+    tables = []
     try:
         with adbc_sqlite.connect(f"file:{_quote(path)}?mode=ro") as conn:
             cur = conn.cursor()
             try:
+                # a reader can meet a lock too (two connections opening a WAL store at once
+                # both recover its index): wait like every other connection of the toolkit
+                cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                cur.fetchall()
                 with suppress(adbc_sqlite.Error):  # an older driver without the option keeps its default
                     cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
-                cur.execute(sql, list(params) if params else None)
-                table = cur.fetch_arrow_table()
+                for name, table in (stage or {}).items():  # temporary tables of this connection only
+                    cur.adbc_ingest(name, table, mode="create", temporary=True)
+                for sql, params in queries:
+                    cur.execute(sql, list(params) if params else None)
+                    tables.append(cur.fetch_arrow_table())
             finally:
                 cur.close()
     except adbc_sqlite.Error as exc:
         raise translate(exc, store=path) from exc
+    return [_without_sentinel(table) for table in tables]
+
+
+def _without_sentinel(table: pa.Table) -> pa.Table:
     # the typed sentinel row comes first (SQLite runs UNION ALL arms in order): drop it
     # without copying; should it ever not be first, filter it out
     if table.num_rows and table.column("_s")[0].as_py() == 0:
@@ -127,46 +146,79 @@ WRITE_CACHE_KIB = 256 * 1024
 PARALLEL_ROWS = 200_000
 
 
-def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: str, params: Sequence = ()) -> pa.Table:
+def _sql(select: Sequence[tuple[str, str, str]], from_sql: str) -> str:
+    sentinel = ", ".join(f"{_SENTINEL[kind]} AS \"{name}\"" for _, name, kind in select)
+    body = ", ".join(f"{expr}" for expr, _, _ in select)
+    return f"SELECT 0 AS _s, {sentinel} UNION ALL SELECT 1, {body} FROM {from_sql}"
+
+
+def select_arrow(path: str, select: Sequence[tuple[str, str, str]], from_sql: str, params: Sequence = (), *,
+                 stage: Mapping[str, pa.Table] | None = None) -> pa.Table:
     """``SELECT <expr AS name, ...> FROM ...`` as Arrow; ``select`` is (expr, name, kind) with
-    kind in text/real/int. The query is read-only and sees one consistent state.
+    kind in text/real/int. The query is read-only and sees one consistent state. ``stage``
+    (name -> Arrow table) is ingested first as temporary tables of the reading connection
+    (``temp.<name>``), for the query to join (e.g. a list of ids).
 
     A large plain table is read in two rowid ranges by two connections in parallel (ADBC
     releases the GIL); ``PRAGMA data_version``, read before and after, proves no other
     connection committed meanwhile, else the read is repeated in one snapshot.
     """
-    sentinel = ", ".join(f"{_SENTINEL[kind]} AS \"{name}\"" for _, name, kind in select)
-    body = ", ".join(f"{expr}" for expr, _, _ in select)
-    sql = f"SELECT 0 AS _s, {sentinel} UNION ALL SELECT 1, {body} FROM {from_sql}"
+    if stage:
+        with file_lock(path):
+            keeper = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
+            try:
+                return _fetch(path, _sql(select, from_sql), params, stage)
+            finally:
+                keeper.close()
+    return select_arrow_many(path, [(select, from_sql, params)])[0]
+
+
+def select_arrow_many(path: str, queries: Sequence[tuple[Sequence[tuple[str, str, str]], str, Sequence]]
+                      ) -> list[pa.Table]:
+    """Several :func:`select_arrow` queries (select, from_sql, params) of one file, all in one
+    consistent state: every large plain table in two rowid ranges, and all the parts read
+    by two connections in parallel (e.g. a store's rows and its snapshots together)."""
+    sqls = [(_sql(select, from_sql), from_sql, params) for select, from_sql, params in queries]
     with file_lock(path):
         keeper = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
         try:
-            return _select(path, sql, from_sql, params)
+            return _select(path, sqls)
         finally:
             keeper.close()
 
 
-def _select(path: str, sql: str, from_sql: str, params: Sequence) -> pa.Table:
-    if from_sql.isidentifier():
-        guard = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True)
-        try:
-            version = guard.execute("PRAGMA data_version").fetchone()[0]
-            # one aggregate per subquery: SQLite answers each from the rowid b-tree's ends
-            # (min and max together, or count(*), would scan the whole table)
-            lo, hi = guard.execute(f"SELECT (SELECT min(rowid) FROM {from_sql}), "
-                                   f"(SELECT max(rowid) FROM {from_sql})").fetchone()
-            if lo is not None and hi - lo + 1 >= PARALLEL_ROWS:
-                mid = (lo + hi) // 2 + 1
-                ranges = [f" WHERE rowid < {mid}", f" WHERE rowid >= {mid}"]
-                with ThreadPoolExecutor(2) as pool:
-                    parts = list(pool.map(lambda where: _fetch(path, sql + where, params), ranges))
-                if guard.execute("PRAGMA data_version").fetchone()[0] == version:
-                    return pa.concat_tables(parts)
-        except sqlite3.Error as exc:
-            raise translate(exc, store=path) from exc
-        finally:
-            guard.close()
-    return _fetch(path, sql, params)
+def _select(path: str, queries: list[tuple[str, str, Sequence]]) -> list[pa.Table]:
+    guard = sqlite3.connect(f"file:{_quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        version = guard.execute("PRAGMA data_version").fetchone()[0]
+        jobs = [(k, sql + where, params) for k, (sql, from_sql, params) in enumerate(queries)
+                for where in _ranges(guard, from_sql)]
+        if len(jobs) > 1:
+            with ThreadPoolExecutor(2) as pool:
+                parts = list(pool.map(lambda job: _fetch(path, job[1], job[2]), jobs))
+            if guard.execute("PRAGMA data_version").fetchone()[0] == version:
+                return [pa.concat_tables([part for (k, _, _), part in zip(jobs, parts) if k == i])
+                        for i in range(len(queries))]
+    except sqlite3.Error as exc:
+        raise translate(exc, store=path) from exc
+    finally:
+        guard.close()
+    # one query, or another connection committed meanwhile: all of them on one connection
+    return _fetch_all(path, [(sql, params) for sql, _, params in queries])
+
+
+def _ranges(guard: sqlite3.Connection, from_sql: str) -> list[str]:
+    """``WHERE`` clauses splitting a large plain table in two rowid ranges, else ``[""]``."""
+    if not from_sql.isidentifier():
+        return [""]
+    # one aggregate per subquery: SQLite answers each from the rowid b-tree's ends
+    # (min and max together, or count(*), would scan the whole table)
+    lo, hi = guard.execute(f"SELECT (SELECT min(rowid) FROM {from_sql}), "
+                           f"(SELECT max(rowid) FROM {from_sql})").fetchone()
+    if lo is None or hi - lo + 1 < PARALLEL_ROWS:
+        return [""]
+    mid = (lo + hi) // 2 + 1
+    return [f" WHERE rowid < {mid}", f" WHERE rowid >= {mid}"]
 
 
 @contextmanager

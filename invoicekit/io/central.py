@@ -20,7 +20,7 @@ from ..schema import InvoiceSet
 from ..security.identity import DEFAULT_ISSUER, TokenLike, TokenSecret
 from ._write import WriteResult
 from .backends import SCHEMA_VERSION, CentralStore
-from .backends.base import now_iso
+from .backends.base import id_array, now_iso
 
 __all__ = ["init_db", "read_central", "write_central", "CentralStore", "SCHEMA_VERSION", "WriteResult"]
 
@@ -52,7 +52,8 @@ def init_db(url_or_engine: Any, *, token_secret: str | bytes | TokenSecret | Non
         raise translate(exc, store=store.display, context="init_db") from exc
 
 
-def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, lines: bool = True) -> InvoiceSet:
+def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, lines: bool = True,
+                 ids: Any = None) -> InvoiceSet:
     """Load the central store into an :class:`InvoiceSet`.
 
     ``where`` filters with equality (or a list for IN) on ``id``, ``invoice_number``,
@@ -60,12 +61,23 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     parameters, never spliced into SQL. ``lines=False`` skips parsing line items (the
     ``lines`` frame is then empty; ``line_items`` text is still loaded).
     PostgreSQL is read through ADBC (Arrow, binary COPY); amounts stay exact.
+
+    ``ids`` (a list, array, Series or pyarrow array of invoice ids, any number of them)
+    reads exactly those invoices, tombstones included, in the order given (repeats once);
+    ids the store does not hold are simply absent, and ``where`` filters them further
+    (``source_row`` numbers the rows of the read, as with ``where``). The
+    ids travel in bulk (``COPY`` on PostgreSQL) into a temporary table that the read joins,
+    so fetching the 20,000 invoices a device holds from a store of millions moves only
+    those rows. ``reconcile(local, url)`` reads the central store this way.
     """
     store = CentralStore(url_or_engine)
+    wanted = None if ids is None else id_array(ids, func="read_central")
     store.require_schema()
+    if wanted is not None and len(wanted) == 0:  # nothing asked for: an empty read, nothing staged
+        where, wanted = {**(where or {}), "id": []}, None
     clause, params = store.where_sql(where)
     try:
-        result = store.read(clause, params, lines=lines)
+        result = store.read(clause, params, lines=lines, ids=wanted)
     except driver_errors() as exc:
         raise translate(exc, store=store.display, context="read_central") from exc
     from ..security import decrypt_if_configured

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 from datetime import datetime, timezone
+from functools import partial
 from typing import Mapping, Sequence
 
 import pyarrow as pa
@@ -221,24 +222,44 @@ def read_local(path: str | os.PathLike | Sequence[str | os.PathLike], *, lines: 
         conn.close()
     param = default_currency is not None
     params = [default_currency] if param else []
-    raw = _sqlite.select_arrow(path, _select(have, param), "transactions", params)
+    # the rows, the queued deletions and the snapshots in one consistent state, read in parallel
+    queries = [(_select(have, param), "transactions", params)]
+    if queued_deletes:
+        queries.append((_select({"currency", "deleted_at"}, False),
+                        _QUEUED_DELETES.format(currency="?" if param else "NULL"), params))
+    if has_base:
+        queries.append((_select({"currency", "deleted_at"}, False), "invoicekit_base", []))
+    tables = _sqlite.select_arrow_many(path, queries)
+    raw = tables.pop(0)
     raw = raw.append_column("source", _same(path, raw.num_rows))
     raw = _status_lower(raw)
     if kept:
         raw = _as_tombstones(raw, kept)
     if queued_deletes:
-        ghost_from = _QUEUED_DELETES.format(currency="?" if param else "NULL")
-        ghosts = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), ghost_from, params)
+        ghosts = tables.pop(0)
         ghosts = ghosts.append_column("source", _same(f"{path}#sync_queue", ghosts.num_rows))
         raw = pa.concat_tables([raw, ghosts])
     result = normalize(raw, lines=lines)
     if has_base:
-        base = _sqlite.select_arrow(path, _select({"currency", "deleted_at"}, False), "invoicekit_base")
+        # read now (the snapshot of this very state), parsed on first use of .base (reconcile
+        # uses it; many reads never do), once
+        base = tables.pop(0)
         base = base.append_column("source", _same(f"{path}#base", base.num_rows))
-        result = result.with_base(normalize(base, lines=lines))
+        result = result.with_base(partial(normalize, base, lines=lines))
     from ..security import decrypt_if_configured
 
     return decrypt_if_configured(result)
+
+
+def held_ids(path: str | os.PathLike) -> pa.Array:
+    """The invoice ids an offline store holds, as text: its rows' and those its queue names (a
+    superset of the ids :func:`read_local` returns, read in one query without parsing anything,
+    e.g. to fetch their central counterparts while the store loads)."""
+    path = os.fspath(path)
+    _sqlite.open_checked(path, tables=REQUIRED_TABLES).close()
+    ids = _sqlite.select_arrow(path, [("CAST(id AS TEXT)", "id", "text")],
+                               "(SELECT id FROM transactions UNION SELECT transaction_id FROM sync_queue)")
+    return ids.column("id").combine_chunks()
 
 
 def _status_lower(raw: pa.Table) -> pa.Table:

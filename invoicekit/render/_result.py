@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import pandas as pd
-
-from .._html import frame_html, page
 
 __all__ = ["RenderResult", "FILE_COLUMNS"]
 
@@ -53,14 +50,10 @@ class RenderResult:
         return pd.DataFrame([{**c, "seconds": round(self.seconds, 2), "invoices_per_s": round(rate, 1)}])
 
     def _repr_html_(self) -> str:
-        c = self.counts()
-        head = (f"<b>RenderResult</b>: {c['rendered']:,} rendered, {c['skipped']:,} skipped, "
-                f"{c['failed']:,} failed into <code>{html.escape(self.out_dir)}</code> "
-                f"(template {html.escape(self.template)})")
-        body = frame_html(self.summary(), caption="summary")
-        if c["failed"]:
-            body += frame_html(self.failures, caption="failures")
-        return f"<div>{head}{body}{frame_html(self.files, caption='files', max_rows=10)}</div>"
+        """The compact report: counts, the failures and the first files."""
+        from ..reports import render_html
+
+        return render_html(self, standalone=False)
 
     def __repr__(self) -> str:
         c = self.counts()
@@ -68,6 +61,7 @@ class RenderResult:
                 f"{c['pages']:,} pages, template {self.template})")
 
     def to_html(self, path: str) -> None:
-        """Write the summary, failures and files as a standalone HTML page."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page("Render result", self._repr_html_()))
+        """Write the complete report: counts, failures first, every file (works offline)."""
+        from ..reports import render_html, write
+
+        write(path, render_html(self))

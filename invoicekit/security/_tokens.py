@@ -95,12 +95,28 @@ def decrypt_chunk(material: tuple[bytes, ...], tokens: list[str]) -> tuple[list[
     return out, bad
 
 
+def _fresh(multi, newest, token: str) -> tuple[str | None, str | None]:
+    """(``token`` re-encrypted under the newest key, or None when it already is; the reason
+    code when no key opens it)."""
+    from cryptography.fernet import InvalidToken
+
+    raw = token.encode("ascii", "replace")
+    try:
+        newest.decrypt(raw)
+        return None, None
+    except InvalidToken:
+        pass
+    try:
+        return newest.encrypt(multi.decrypt(raw)).decode("ascii"), None
+    except InvalidToken:
+        return None, token_reason(token)
+
+
 def rotate_chunk(material: tuple[bytes, ...], texts: list[str]) -> tuple[list[str | None], list[tuple[int, str]]]:
     """Stored marked texts re-encrypted under the newest key: (new texts, failures).
 
     A new text is None where the value is under the newest key already (nothing to do,
     which makes a rotation resumable); a failure is (index, reason code)."""
-    from cryptography.fernet import InvalidToken
 
     multi, newest = _fernets(material)
     out: list[str | None] = []
@@ -110,18 +126,11 @@ def rotate_chunk(material: tuple[bytes, ...], texts: list[str]) -> tuple[list[st
         if token is None:
             out.append(None)
             continue
-        raw = token.encode("ascii", "replace")
-        try:
-            newest.decrypt(raw)
+        fresh, failed = _fresh(multi, newest, token)
+        if fresh is None:
             out.append(None)
-            continue
-        except InvalidToken:
-            pass
-        try:
-            fresh = newest.encrypt(multi.decrypt(raw)).decode("ascii")
-        except InvalidToken:
-            out.append(None)
-            bad.append((i, token_reason(token)))
+            if failed is not None:
+                bad.append((i, failed))
             continue
         out.append(text.replace(token, fresh, 1))
     return out, bad
@@ -161,7 +170,6 @@ def rotate_embedded_chunk(material: tuple[bytes, ...],
     (new texts, None where nothing changed; failures as (index, reason code))."""
     import re
 
-    from cryptography.fernet import InvalidToken
 
     global _EMBEDDED
     if _EMBEDDED is None:
@@ -172,17 +180,11 @@ def rotate_embedded_chunk(material: tuple[bytes, ...],
     for i, text in enumerate(texts):
         changed, failed = text, None
         for token in dict.fromkeys(m.group(1) for m in _EMBEDDED.finditer(text)):
-            raw = token.encode("ascii")
-            try:
-                newest.decrypt(raw)
-                continue
-            except InvalidToken:
-                pass
-            try:
-                fresh = newest.encrypt(multi.decrypt(raw)).decode("ascii")
-            except InvalidToken:
-                failed = token_reason(token)
+            fresh, failed = _fresh(multi, newest, token)
+            if failed is not None:
                 break
+            if fresh is None:
+                continue
             changed = changed.replace(PREFIX + token, PREFIX + fresh)
         if failed is not None:
             out.append(None)

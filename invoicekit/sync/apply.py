@@ -24,7 +24,6 @@ import pyarrow as pa
 
 from .. import _duck, _progress
 from .. import cache as _cache
-from .._html import frame_html, page
 from ..errors import InvoicekitError, UsageError, driver_errors, translate
 from ..io.central import CentralStore
 from ..io.local import _offline_rows, store_identity
@@ -72,14 +71,16 @@ class SyncResult:
         return self.results.groupby(["kind", "central", "local"]).size().rename("operations").reset_index()
 
     def _repr_html_(self) -> str:
-        return (f"<b>SyncResult</b>: {len(self.results):,} operations, {len(self.conflicts):,} new conflicts"
-                + frame_html(self.summary(), caption="outcomes")
-                + frame_html(self.conflicts, caption="new conflicts"))
+        """The compact report: outcomes, new conflicts and the first operations."""
+        from ..reports import sync_result_html
+
+        return sync_result_html(self, standalone=False)
 
     def to_html(self, path: str) -> None:
-        """Write the result as a standalone HTML page."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page("Sync result", self._repr_html_()))
+        """Write the result as a standalone HTML report (every operation, filter and sort, works offline)."""
+        from ..reports import sync_result_html, write
+
+        write(path, sync_result_html(self))
 
     def __repr__(self) -> str:
         return "SyncResult(" + ", ".join(

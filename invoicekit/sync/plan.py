@@ -17,7 +17,6 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import _duck
-from .._html import frame_html, page
 from ..io.local import store_identity
 from ..resolve import Resolution
 from ..schema import InvoiceSet
@@ -79,17 +78,16 @@ class SyncPlan:
         return len(self.ops)
 
     def _repr_html_(self) -> str:
-        cols = ["kind", "invoice_id", "status", "expected_central_version", "new_version", "note"]
-        return (
-            f"<b>SyncPlan</b> ({self.strategy}): {len(self.ops):,} operations (nothing written yet)"
-            + frame_html(self.summary(), caption="by kind")
-            + frame_html(self.ops[cols], caption="operations")
-        )
+        """The compact report: counts by kind and the first operations."""
+        from ..reports import plan_html
+
+        return plan_html(self, standalone=False)
 
     def to_html(self, path: str) -> None:
-        """Write the plan as a standalone HTML page."""
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(page(f"Sync plan ({self.strategy})", self._repr_html_()))
+        """Write the plan as a standalone HTML report (every operation, filter and sort, works offline)."""
+        from ..reports import plan_html, write
+
+        write(path, plan_html(self))
 
     def __repr__(self) -> str:
         return f"SyncPlan({self.strategy}: " + ", ".join(

@@ -24,7 +24,7 @@ from ...security.identity import TokenLike, TokenSecret, not_enabled_error, requ
 from .. import _central_sql as ddl
 from ._shared import central_rows
 
-__all__ = ["CentralStore", "SCHEMA_VERSION", "backends"]
+__all__ = ["CentralStore", "SCHEMA_VERSION", "backends", "id_array"]
 
 #: the schema version :meth:`CentralStore.migrate` creates or upgrades to; every backend
 #: numbers its migrations alike (checked when a backend class is declared)
@@ -118,8 +118,12 @@ class CentralStore(abc.ABC):
         """The placeholder of the ``n``-th (1-based) bound parameter in :meth:`read`'s SQL."""
 
     @abc.abstractmethod
-    def read(self, clause: str, params: list, *, lines: bool) -> InvoiceSet:
-        """The invoices matching ``clause`` (from :meth:`where_sql`) as an InvoiceSet."""
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
+        """The invoices matching ``clause`` (from :meth:`where_sql`) as an InvoiceSet.
+
+        ``ids`` (distinct, non-null strings; see :func:`id_array`) restricts the read to
+        those invoices, in that order: the ids are staged in bulk into a temporary table of
+        the reading session and joined, never spliced into SQL as a list of values."""
 
     @abc.abstractmethod
     def write(self, inv: pa.Table, lines: pa.Table, *, force: bool, params: dict, batch_rows: int,
@@ -245,6 +249,44 @@ class CentralStore(abc.ABC):
                 marks.append(self.param(len(params)))
             clauses.append(f"{col} IN ({', '.join(marks)})")
         return " WHERE " + " AND ".join(clauses), params
+
+
+def id_array(ids: Any, *, func: str = "read_central") -> pa.Array:
+    """``ids`` (a list, tuple, set, numpy array, pandas Series/Index or pyarrow array of invoice
+    id strings) as a pyarrow string array of distinct ids, in first-seen order; nulls name no
+    invoice and are left out. A bare string, or values that are not strings, is a UsageError."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if isinstance(ids, (str, bytes)):
+        raise UsageError(f"{func}: ids= takes a list of invoice ids; got one {type(ids).__name__} "
+                         f"(write ids=[{ids!r}] for a single id)", reason="bad_ids")
+    if not isinstance(ids, (pa.Array, pa.ChunkedArray, pd.Series, pd.Index, np.ndarray)) and \
+            not hasattr(ids, "__iter__"):
+        raise UsageError(f"{func}: ids= takes a list, array or Series of invoice ids; got {type(ids).__name__}",
+                         reason="bad_ids")
+    try:
+        if isinstance(ids, pa.ChunkedArray):
+            arr = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+        elif isinstance(ids, pa.Array):
+            arr = ids
+        elif isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
+            arr = pa.array(ids, from_pandas=True)
+        elif isinstance(ids, (set, frozenset)):
+            arr = pa.array(sorted(ids, key=str), from_pandas=True)
+        else:
+            arr = pa.array(list(ids), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:  # mixed or odd values
+        raise UsageError(f"{func}: ids= must hold invoice id strings; got values Arrow cannot read as one "
+                         f"type ({exc})", reason="bad_ids") from None
+    if isinstance(arr, pa.DictionaryArray):
+        arr = arr.dictionary_decode()
+    if pa.types.is_null(arr.type):
+        return pa.array([], pa.string())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type)):
+        raise UsageError(f"{func}: ids= must hold invoice id strings; got values of type {arr.type}",
+                         reason="bad_ids")
+    return pc.unique(arr.cast(pa.string()).drop_null())
 
 
 def now_iso() -> str:

@@ -181,9 +181,13 @@ class PostgresStore(CentralStore):
         """ADBC's numbered placeholders (``$1``, ``$2``, ...)."""
         return f"${n}"
 
-    def read(self, clause: str, params: list, *, lines: bool) -> InvoiceSet:
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
         """Through ADBC (Arrow, binary COPY): every column arrives typed, amounts as exact
-        cents; line items are left for the InvoiceSet to parse when first asked for."""
+        cents; line items are left for the InvoiceSet to parse when first asked for.
+
+        With ``ids``: ADBC's bulk ingest (binary ``COPY``) stages them, with their position,
+        into a temporary table of the session (gone when it closes), which is analysed and
+        joined on the invoices' primary key; rows come in the order of ``ids``."""
         try:
             import adbc_driver_postgresql.dbapi as adbc_pg
         except ImportError as exc:  # pragma: no cover
@@ -191,10 +195,19 @@ class PostgresStore(CentralStore):
         with adbc_pg.connect(self.libpq) as conn:
             cur = conn.cursor()
             try:
-                cur.execute(PG_SELECT + clause, params or None)
+                if ids is None:
+                    cur.execute(PG_SELECT + clause, params or None)
+                else:
+                    staged = pa.table({"ik_id": ids, "ik_ord": pa.array(np.arange(len(ids), dtype=np.int64))})
+                    cur.adbc_ingest(_IDS_TABLE, staged, mode="create", temporary=True)
+                    for sql in _IDS_PREPARE:
+                        cur.execute(sql)
+                    cur.execute(_IDS_SELECT + clause, params or None)
                 raw = cur.fetch_arrow_table()
             finally:
                 cur.close()
+        if ids is not None:
+            raw = raw.take(pc.sort_indices(raw.column("ik_ord"))).drop_columns(["ik_ord"])
         n = raw.num_rows
         cols = {name: raw.column(name) for name in raw.column_names}
         cols["total"] = _cents_to_decimal(cols.pop("total_cents"))
@@ -356,12 +369,22 @@ _HAS_TABLE_SQL = "SELECT to_regclass(%s) IS NOT NULL"
 # any text parsing, timestamps arrive as timestamptz. Nothing is left to parse but the
 # line items, which the InvoiceSet defers. (Client values that are not JSON strings, e.g. a
 # number or a nested object, come out as PostgreSQL renders them: '123.50', '{"a": 1}'.)
-PG_SELECT = (
-    "SELECT id, invoice_number, client_name, client_email, client_address, client_tax_id, "
+_PG_COLUMNS = (
+    "id, invoice_number, client_name, client_email, client_address, client_tax_id, "
     "client_data_text AS client_data, line_items_text AS line_items, currency, "
     "(total * 100)::int8 AS total_cents, created_at, modified_at, version::int8 AS version, "
-    "sync_status, checksum, deleted_at, jsonb_typeof(client_data) = 'object' AS client_ok FROM invoices"
+    "sync_status, checksum, deleted_at, jsonb_typeof(client_data) = 'object' AS client_ok"
 )
+PG_SELECT = f"SELECT {_PG_COLUMNS} FROM invoices"
+
+# read_central(ids=...): the ids (distinct) staged in a temporary table (ADBC bulk ingest =
+# binary COPY) with their position, given statistics (temporary tables are never analysed by
+# autovacuum: without them the planner guesses their size), and joined on the invoices'
+# primary key; the rows are put in the ids' order afterwards, in Arrow (a sort of the wide
+# rows in the server would spill to disk beyond work_mem)
+_IDS_TABLE = "ik_read_ids"
+_IDS_PREPARE = [f"ANALYZE {_IDS_TABLE}", "SET LOCAL jit = off"]  # (a read of ids costs no JIT compilation)
+_IDS_SELECT = f"SELECT {_PG_COLUMNS}, k.ik_ord FROM invoices JOIN {_IDS_TABLE} k ON k.ik_id = invoices.id"
 
 
 def _cents_to_decimal(cents: pa.ChunkedArray, scale: int = 2, precision: int = 12) -> pa.Array:

@@ -176,9 +176,17 @@ class SqliteStore(CentralStore):
         """SQLite's positional ``?``."""
         return "?"
 
-    def read(self, clause: str, params: list, *, lines: bool) -> InvoiceSet:
-        """Through ADBC's SQLite driver into Arrow; the exact text values are parsed by ``normalize``."""
-        raw = _sqlite.select_arrow(self.path, _SELECT, f"(SELECT * FROM invoices{clause} ORDER BY rowid)", params)
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
+        """Through ADBC's SQLite driver into Arrow; the exact text values are parsed by ``normalize``.
+        With ``ids``: staged (ADBC bulk ingest) into a temporary table of the reading connection
+        and joined on the primary key; rows come in the order of ``ids``."""
+        if ids is None:
+            raw = _sqlite.select_arrow(self.path, _SELECT, f"(SELECT * FROM invoices{clause} ORDER BY rowid)",
+                                       params)
+        else:
+            staged = pa.table({"ik_id": ids, "ik_ord": pa.array(np.arange(len(ids), dtype=np.int64))})
+            raw = _sqlite.select_arrow(self.path, _SELECT, _IDS_FROM.format(clause=clause), params,
+                                       stage={_IDS_TABLE: staged})
         n = raw.num_rows
         raw = raw.append_column("source_row", pa.array(np.arange(1, n + 1, dtype=np.int64)))
         raw = raw.append_column("source", pa.array(np.full(n, self.display, dtype=object), pa.string()))
@@ -278,6 +286,12 @@ _SELECT = [
     ("CAST(version AS TEXT)", "version", "text"), ("sync_status", "sync_status", "text"),
     ("checksum", "checksum", "text"),
 ]
+
+# read_central(ids=...): the staged ids (a temporary table of the reading connection) drive
+# the join, one primary-key probe each
+_IDS_TABLE = "ik_read_ids"
+_IDS_FROM = (f"(SELECT invoices.* FROM temp.{_IDS_TABLE} k CROSS JOIN invoices ON invoices.id = k.ik_id"
+             "{clause} ORDER BY k.ik_ord)")
 
 
 # -- write_central: compare-and-set (see io/_write.py) ------------------------------------------

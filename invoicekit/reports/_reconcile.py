@@ -1,0 +1,269 @@
+"""The reconcile report's content, computed from a :class:`~invoicekit.reconcile.Reconciliation`.
+
+Everything is prepared column by column (pandas/pyarrow); the template only lays it out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+
+from ._cells import Cell, column_cells, money_text
+from ._chart import bars, color
+
+__all__ = ["reconcile_context", "ACTION_ORDER"]
+
+#: order of the sections needing action: decisions first
+ACTION_ORDER = ("conflict", "local_ahead", "central_ahead", "deleted_local", "deleted_central", "local_only")
+IN_SYNC_ORDER = ("same", "central_only")
+SIDES = ("base", "local", "central")
+DASH = "\u2014"
+
+#: (invoice column, label, display kind) compared field by field and shown side by side
+FIELDS = (
+    ("invoice_number", "invoice number", "text"), ("client_name", "client name", "text"),
+    ("client_email", "client email", "text"), ("client_address", "client address", "text"),
+    ("client_tax_id", "client tax id", "text"), ("currency", "currency", "text"), ("total", "total", "money"),
+    ("deleted_at", "deleted at", "ts"), ("version", "version", "int"), ("checksum", "checksum", "hex"),
+)
+_STAT_FIELDS = (*[(c, label) for c, label, _ in FIELDS if c != "deleted_at"], ("line_items", "line items"),
+                ("_deleted", "deleted"))
+_HEAD = ["id", "invoice_number", "client_name", "total", "currency"]
+#: fields that change with every edit: highlighted side by side, left out of the "changed" summary
+_BOOKKEEPING = ("version", "checksum")
+
+
+def _side_rows(s, ids: pd.Series, columns: list[str]) -> pd.DataFrame:
+    if s is None:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    inv = s.invoices
+    return inv.loc[inv["id"].isin(ids), columns].drop_duplicates("id")
+
+
+def _raw(series: pd.Series) -> pd.Series:
+    """Lossless text of a column, for exact null-safe comparisons."""
+    return series.astype("string[pyarrow]")
+
+
+def _same(a: pd.Series, b: pd.Series) -> pd.Series:
+    return (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+
+
+# -- header: counts, money at stake, chart -------------------------------------------------------
+def _heads(rec) -> pd.DataFrame:
+    """Per status row: number, client, total and currency (the device's when it holds the invoice)."""
+    st = rec.status[["id", "status", "has_base", "base_version", "local_version", "central_version"]]
+    loc = _side_rows(rec.local, st["id"], _HEAD)
+    cen = _side_rows(rec.central, st["id"][rec.status["local_version"].isna()], _HEAD)
+    head = pd.concat([loc, cen], ignore_index=True).drop_duplicates("id")
+    return st.merge(head, on="id", how="left", sort=False)
+
+
+def _money(heads: pd.DataFrame) -> dict[str, list[tuple[str, Decimal, int]]]:
+    """Per status, (currency, exact sum of totals, invoices), currencies in name order."""
+    if heads.empty:
+        return {}
+    table = pa.table({"status": pa.array(heads["status"].astype(object).tolist(), pa.string()),
+                      "currency": pa.array(heads["currency"].astype(object).where(heads["currency"].notna(), None)
+                                           .tolist(), pa.string()),
+                      "total": heads["total"].array.__arrow_array__() if isinstance(
+                          heads["total"].dtype, pd.ArrowDtype) else pa.array(heads["total"].tolist())})
+    agg = table.group_by(["status", "currency"]).aggregate([("total", "sum"), ("status", "count")])
+    out: dict[str, list] = {}
+    for row in sorted(agg.to_pylist(), key=lambda r: (r["status"], r["currency"] or "")):
+        out.setdefault(row["status"], []).append((row["currency"] or "\u2014", row["total_sum"], row["status_count"]))
+    return out
+
+
+def _scope_notes(rec) -> dict[str, str]:
+    """Statuses out of the reconciliation's scope, with the summary's note on each."""
+    summary = rec.summary()
+    if "note" not in summary.columns:
+        return {}
+    return {s: str(n) for s, n in zip(summary["status"], summary["note"]) if isinstance(n, str) and n}
+
+
+def _header(rec, heads: pd.DataFrame, statuses) -> dict:
+    notes = _scope_notes(rec)
+    counts = {s: int(n) for s, n in zip(rec.summary()["status"], rec.summary()["invoices"])}
+    money = _money(heads)
+    currencies = sorted({cur for parts in money.values() for cur, _, _ in parts})
+    rows = []
+    for s in statuses:
+        by = {cur: (amount, n) for cur, amount, n in money.get(s, [])}
+        cells = [Cell(money_text(by[c][0]), None, str(by[c][0]), "num")
+                 if c in by and by[c][0] is not None else None for c in currencies]
+        rows.append({"status": s, "color": color(s), "n": counts.get(s, 0), "cells": cells, "note": notes.get(s)})
+    need = sum(counts.get(s, 0) for s in statuses if s not in IN_SYNC_ORDER)
+    kpis = [{"label": "invoice ids", "value": f"{len(rec.status):,}", "warn": False},
+            {"label": "need action", "value": f"{need:,}", "warn": need > 0},
+            {"label": "conflicts", "value": f"{counts.get('conflict', 0):,}", "warn": counts.get("conflict", 0) > 0},
+            {"label": "differing fields", "value": f"{len(rec.fields):,}", "warn": False}]
+    chart = bars([(s, counts.get(s, 0)) for s in statuses if s not in notes], label="invoices per status")
+    return {"status_rows": rows, "currencies": currencies, "kpis": kpis, "status_chart": chart,
+            "scope_notes": sorted(set(notes.values()))}
+
+
+# -- per-field match statistics -----------------------------------------------------------------------
+def _field_stats(rec) -> list[dict]:
+    """Per field, over the invoices held on both sides: compared, equal, differing; and, where a
+    base is known, how many changed on each side since it."""
+    cols = ["id", *[c for c, _ in _STAT_FIELDS if not c.startswith("_")], "deleted_at"]
+    loc = rec.local.invoices[cols].drop_duplicates("id")
+    cen = _side_rows(rec.central, loc["id"], cols)
+    both = loc.merge(cen, on="id", suffixes=("_l", "_c"))
+    base = _side_rows(rec.local.base, both["id"], cols) if rec.local.base is not None else None
+    if base is not None:
+        based = both.merge(base.rename(columns={c: f"{c}_b" for c in cols if c != "id"}), on="id")
+    stats = []
+    for col, label in _STAT_FIELDS:
+        def pick(frame, suffix, col=col):
+            if col == "_deleted":
+                return frame[f"deleted_at_{suffix}"].notna().astype("string[pyarrow]")
+            return _raw(frame[f"{col}_{suffix}"])
+        equal = int(_same(pick(both, "l"), pick(both, "c")).sum())
+        row = {"field": label, "compared": len(both), "equal": equal, "differing": len(both) - equal,
+               "rate": (100.0 * equal / len(both)) if len(both) else None, "local_changed": None,
+               "central_changed": None}
+        if base is not None and len(based):
+            row["local_changed"] = int((~_same(pick(based, "l"), pick(based, "b"))).sum())
+            row["central_changed"] = int((~_same(pick(based, "c"), pick(based, "b"))).sum())
+        stats.append(row)
+    return stats
+
+
+# -- side by side ---------------------------------------------------------------------------------------------
+def _long_invoice(side: pd.DataFrame, name: str) -> pd.DataFrame:
+    parts = []
+    for order, (col, label, kind) in enumerate(FIELDS):
+        cells = column_cells(side[col], name=col, kind=kind)
+        parts.append(pd.DataFrame({"id": side["id"].astype(object).to_numpy(), "field": label, "order": order,
+                                   f"raw_{name}": _raw(side[col]).astype(object).to_numpy(),
+                                   f"cell_{name}": pd.Series(cells, dtype=object).to_numpy()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _side_lines(s, ids: pd.Series) -> pd.DataFrame:
+    if s is None:
+        return pd.DataFrame(columns=["invoice_id", "line_no", "description", "quantity", "unit_price", "line_total"])
+    table = s.lines_of(pa.array(ids.astype(object).tolist(), pa.string())) if s.lines_deferred else None
+    lines = table.to_pandas(types_mapper=pd.ArrowDtype) if table is not None else s.lines
+    return lines[lines["invoice_id"].isin(ids)]
+
+
+def _long_lines(lines: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One row per line, keyed by its identity (description and occurrence), as reconcile keys them."""
+    if lines.empty:
+        return pd.DataFrame({"id": [], "field": [], "order": [], f"raw_{name}": [], f"cell_{name}": []})
+    lines = lines.sort_values(["invoice_id", "line_no"], kind="stable")
+    occurrence = lines.groupby(["invoice_id", "description"], sort=False).cumcount() + 1
+    qty = column_cells(lines["quantity"], kind="quantity")
+    price = column_cells(lines["unit_price"], kind="money")
+    total = column_cells(lines["line_total"], kind="money")
+    text = [Cell(f"{q.text if q else DASH} \u00d7 {p.text if p else DASH} = {t.text if t else DASH}", None, None, "num")
+            for q, p, t in zip(qty, price, total)]
+    raw = _raw(lines["quantity"]).fillna("") + "|" + _raw(lines["unit_price"]).fillna("")
+    desc = lines["description"].astype("string[pyarrow]").fillna("")
+    return pd.DataFrame({
+        "id": lines["invoice_id"].astype(object).to_numpy(),
+        "field": ("line: " + desc + " #" + occurrence.astype(str)).to_numpy(),
+        "order": (100 + lines["line_no"].astype("int64")).to_numpy(),
+        f"raw_{name}": raw.astype(object).to_numpy(), f"cell_{name}": text,
+    })
+
+
+def _side_by_side(rec, todo: pd.DataFrame) -> dict[str, list[dict]]:
+    """Per invoice needing action, its field rows: label, three cells, and which side changed."""
+    ids = todo["id"]
+    sets = {"base": rec.local.base, "local": rec.local, "central": rec.central}
+    cols = ["id", *[c for c, _, _ in FIELDS]]
+    frames = []
+    for name in SIDES:
+        side = _side_rows(sets[name], ids, cols)
+        inv = _long_invoice(side, name) if len(side) else None
+        ln = _long_lines(_side_lines(sets[name], ids), name)
+        present = [f for f in (inv, ln) if f is not None and len(f)]
+        frames.append(pd.concat(present, ignore_index=True) if present else pd.DataFrame(
+            {"id": [], "field": [], "order": [], f"raw_{name}": [], f"cell_{name}": []}))
+    long = frames[0]
+    for f in frames[1:]:
+        long = long.merge(f, on=["id", "field"], how="outer", suffixes=("", "_r"))
+        long["order"] = long[["order", "order_r"]].min(axis=1)
+        long = long.drop(columns="order_r")
+    info = todo.set_index("id")
+    has_base = long["id"].map(info["has_base"].astype(bool)).to_numpy()
+    in_c = long["id"].map(info["central_version"].notna()).to_numpy()
+    in_l = long["id"].map(info["local_version"].notna()).to_numpy()
+    rb, rl, rc = (long[f"raw_{s}"].astype("string[pyarrow]") for s in SIDES)
+    d_lc = (~_same(rl, rc)).to_numpy() & in_c & in_l
+    long["chg_base"] = False
+    long["chg_local"] = (has_base & (~_same(rl, rb)).to_numpy() & in_l) | (~has_base & d_lc)
+    long["chg_central"] = (has_base & (~_same(rc, rb)).to_numpy() & in_c) | (~has_base & d_lc)
+    long = long.sort_values(["id", "order", "field"], kind="stable")
+    out: dict[str, list[dict]] = {}
+    records = zip(long["id"], long["field"], long["cell_base"], long["cell_local"], long["cell_central"],
+                  long["chg_local"], long["chg_central"])
+    for i, field, cb, cl, cc, xl, xc in records:
+        out.setdefault(i, []).append({"field": field, "cells": [_cell(cb), _cell(cl), _cell(cc)],
+                                      "chg": [False, bool(xl), bool(xc)]})
+    return out
+
+
+def _cell(value):
+    return value if isinstance(value, Cell) else None
+
+
+# -- the whole report --------------------------------------------------------------------------------
+def _invoice_rows(heads: pd.DataFrame, details: dict[str, list[dict]] | None) -> list[dict]:
+    number = column_cells(heads["invoice_number"], kind="text")
+    client = column_cells(heads["client_name"], kind="text")
+    total = column_cells(heads["total"], kind="money")
+    ident = column_cells(heads["id"], kind="id")
+    versions = list(zip(*(column_cells(heads[f"{s}_version"], kind="int") for s in SIDES)))
+    currency = heads["currency"].astype(object).where(heads["currency"].notna(), None).tolist()
+    details = details or {}
+    rows = []
+    for k, (i, status, reason) in enumerate(zip(heads["id"].tolist(), heads["status"].tolist(),
+                                                heads["reason"].tolist())):
+        fields = details.get(i, [])
+        rows.append({
+            "id": ident[k], "number": number[k], "client": client[k], "total": total[k], "currency": currency[k],
+            "status": status, "color": color(status), "reason": reason, "versions": versions[k],
+            "changed": [f["field"] for f in fields if any(f["chg"]) and f["field"] not in _BOOKKEEPING],
+            "fields": fields,
+        })
+    return rows
+
+
+def reconcile_context(rec, *, limit: int | None = None) -> dict:
+    """Everything the reconcile template shows; ``limit`` caps the invoices listed (compact view)."""
+    from ..reconcile import STATUSES
+
+    heads = _heads(rec)
+    heads = heads.merge(rec.status[["id", "reason"]], on="id", how="left", sort=False)
+    ctx = _header(rec, heads, STATUSES)
+    ctx["field_stats"] = _field_stats(rec)
+    action = heads[heads["status"].isin(ACTION_ORDER)]
+    order = {s: k for k, s in enumerate(ACTION_ORDER)}
+    action = action.iloc[action["status"].map(order).argsort(kind="stable")]
+    shown = action if limit is None else action.head(limit)
+    details = _side_by_side(rec, shown)
+    rows = _invoice_rows(shown.reset_index(drop=True), details)
+    groups = [{"status": s, "color": color(s), "n": int((action["status"] == s).sum()),
+               "rows": [r for r in rows if r["status"] == s]} for s in ACTION_ORDER]
+    ctx["groups"] = [g for g in groups if g["n"]]
+    ctx["more"] = len(action) - len(shown)
+    ctx["in_sync"] = []
+    if limit is None:
+        for s in IN_SYNC_ORDER:
+            part = heads[heads["status"] == s].reset_index(drop=True)
+            ctx["in_sync"].append({"status": s, "color": color(s), "n": len(part),
+                                   "rows": _invoice_rows(part, None)})
+    sources = sorted(set(rec.local.invoices["source"].dropna().astype(str)))
+    ctx["subtitle"] = (f"{', '.join(sources[:3]) or 'offline store'}{' …' if len(sources) > 3 else ''}"
+                       f" against the central store; {len(rec.local):,} invoices on the device, "
+                       f"{len(rec.central):,} central")
+    ctx["has_base"] = bool(rec.status["has_base"].any())
+    return ctx
