@@ -179,12 +179,20 @@ class ValidationError(InvoicekitError):
         first = problems.iloc[0] if n else None
         where = ""
         if first is not None:
-            where = (
-                f"; first: {first['source']} row {first['source_row']} id {first['id']!r}: "
-                f"{first['message']}"
-            )
+            label = {"source": "{}", "source_row": "row {}", "id": "id {!r}"}
+            parts = [fmt.format(first[k]) for k, fmt in label.items() if k in first.index and not _absent(first[k])]
+            where = f"; first: {' '.join(parts)}: {first['message']}" if parts else (
+                f"; first: {first['message']}")
         prefix = f"{context}: " if context else ""
         super().__init__(f"{prefix}{n} validation problem(s): {rules}{where}", reason=reason)
+
+
+def _absent(value: Any) -> bool:
+    """None, NaN or pandas' NA (a problem row without a source, row or id)."""
+    try:
+        return value is None or bool(value != value) or str(value) == "<NA>"
+    except (TypeError, ValueError):
+        return str(value) == "<NA>"
 
 
 # -- passwords never shown -------------------------------------------------------------

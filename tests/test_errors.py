@@ -499,3 +499,16 @@ def test_apply_sync_checks_every_argument_before_writing(device):
             ik.apply_sync(plan_arg, **kwargs)
     assert (dump(path), dump(central_file)) == before  # nothing written by any of them
     assert ik.apply_sync(plan, local=str(path), central=url).results["central"].eq("applied").any()
+
+
+def test_a_validation_error_without_row_or_id_does_not_print_na():
+    import pandas as pd
+
+    from invoicekit.errors import ValidationError
+
+    bare = pd.DataFrame({"source": ["decisions.csv"], "source_row": [pd.NA], "id": [pd.NA],
+                         "rule": ["missing_column"], "field": ["choice"], "message": ["no column 'choice'"]})
+    text = str(ValidationError(bare))
+    assert "<NA>" not in text and "first: decisions.csv: no column 'choice'" in text
+    full = bare.assign(source_row=[4], id=["inv-1"])
+    assert "first: decisions.csv row 4 id 'inv-1': no column 'choice'" in str(ValidationError(full))
