@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -102,7 +103,13 @@ class ApplyMachine(RuleBasedStateMachine):
     @rule(strategy=st.sampled_from(STRATEGIES))
     def make_plan(self, strategy):
         rec = ik.reconcile(ik.read_local(self.path), ik.read_central(self.url))
-        self.plans.append(ik.plan_sync(ik.resolve(rec, strategy=strategy)))
+        res = ik.resolve(rec, strategy=strategy)
+        # the one known bug this machine found (test_a_pull_never_lowers_the_device_version,
+        # strict xfail): a pull whose version is below the device's. Left out here until it is
+        # fixed, so the machine keeps looking for others; the xfail fails once it is fixed.
+        act = res.actions
+        assume(not ((act["action"] == "pull") & (act["new_version"] < act["local_version"])).fillna(False).any())
+        self.plans.append(ik.plan_sync(res))
 
     @precondition(lambda self: bool(self.plans))
     @rule(data=st.data())
@@ -161,3 +168,27 @@ ApplyMachine.TestCase.settings = settings(
     max_examples=12, stateful_step_count=10, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_stale_plans_never_lose_an_update_and_converge = ApplyMachine.TestCase
+
+
+@pytest.mark.xfail(strict=True, reason="known bug found by the state machine in session 11: a prefer_central pull "
+                                       "over a device two versions ahead writes central's lower version on the "
+                                       "device (its version goes down and a version names two contents)")
+def test_a_pull_never_lowers_the_device_version(central_pg_url, tmp_path):
+    ik.init_db(central_pg_url)
+    path = tmp_path / "device.sqlite"
+    store = ik.LocalStore(path)
+    inv = store.create(invoice_number="N-1", currency="EUR", client={"name": "A"},
+                       line_items=[{"description": "Work", "quantity": 1, "unit_price": "5.00"}])
+    SyncEngine(path, central_pg_url).drain()
+    cen = ik.read_central(central_pg_url)
+    edited = cen.invoices.copy()
+    edited["invoice_number"] = "C-1"
+    edited["version"] = edited["version"] + 1
+    edited["checksum"] = ik.checksum(edited)
+    ik.write_central(ik.InvoiceSet(edited, cen.lines), central_pg_url)
+    store.update(inv, invoice_number="D-1")
+    store.update(inv, invoice_number="D-2")
+    SyncEngine(path, central_pg_url, max_retries=0).drain()
+    rec = ik.reconcile(ik.read_local(path), ik.read_central(central_pg_url))
+    ik.apply_sync(ik.plan_sync(ik.resolve(rec, strategy="prefer_central")), local=path, central=central_pg_url)
+    assert store.get(inv)["version"] >= 3
