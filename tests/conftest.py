@@ -294,6 +294,16 @@ def redis_error(url: str) -> str | None:
     return None
 
 
+def stop_process(proc: subprocess.Popen, *, timeout: float) -> None:
+    """Terminate ``proc``, killing it when it has not exited after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def throwaway_redis(port: int) -> Iterator[str]:
     """Start a scratch, non-persistent ``redis-server`` on 127.0.0.1:``port``; yield its URL; stop it."""
@@ -317,12 +327,7 @@ def throwaway_redis(port: int) -> Iterator[str]:
                 time.sleep(0.05)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=10)
 
 
 def delete_prefixed(client: redis.Redis, prefix: str, batch: int = 500) -> int:

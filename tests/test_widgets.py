@@ -17,6 +17,8 @@ from invoicekit.errors import UsageError
 from invoicekit.samples import SAMPLE_SELLER, read_jsonl
 from invoicekit.widgets import ConflictReview, DuplicateReview, RenderBatch
 
+from .conftest import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "samples"
 
@@ -492,12 +494,7 @@ def jupyterlab(tmp_path):
             pytest.fail("JupyterLab exited: " + (tmp_path / "jupyter.log").read_text(errors="replace")[-2000:])
         yield {"url": f"{base}/lab/tree/review.ipynb?token={token}", "dir": tmp_path}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
         log.close()
 
 
