@@ -141,12 +141,23 @@ def _same_client(side: str) -> str:
     ) + ")"
 
 
+#: Central's content taken over a device whose version is as high or higher (a device that
+#: edited twice offline, or a foreign store's numbering): pulled at central's version it would
+#: lower the device's version, or give one version two contents. It is pushed instead, central's
+#: content one version past both sides, so both hold it at the same new version at once.
+_PULL_OVER_AHEAD_DEVICE = """
+UPDATE act SET action = 'push'
+WHERE action = 'pull' AND local_version IS NOT NULL AND central_version IS NOT NULL
+  AND central_version <= local_version
+"""
+
 #: SQL (``{p}`` the action row's prefix): the version a push or pull writes. A pull takes
-#: central's; a resolved conflict goes one past both sides; any other push one past
+#: central's (only ever above the device's, see ``_PULL_OVER_AHEAD_DEVICE``); a resolved
+#: conflict or central's content pushed goes one past both sides; any other push one past
 #: central's, or the device's own when that is higher (a device that edited twice offline
 #: keeps its version, never lowered) or when central has none.
 NEW_VERSION = """CASE WHEN {p}action = 'pull' THEN {p}central_version
-  WHEN {p}status = 'conflict' THEN greatest({p}local_version, {p}central_version) + 1
+  WHEN {p}status = 'conflict' OR {p}winner = 'central' THEN greatest({p}local_version, {p}central_version) + 1
   WHEN {p}central_version IS NULL THEN {p}local_version
   ELSE greatest({p}local_version, {p}central_version + 1) END"""
 
@@ -332,6 +343,7 @@ def resolve(
     )
     try:
         con.execute("CREATE TEMP TABLE act AS " + _ACTIONS_SQL.format(strategy=strategy))
+        con.execute(_PULL_OVER_AHEAD_DEVICE)
         # line items only of the invoices that get written (deferred sets parse just those)
         busy = _duck.arrow(con, "SELECT id FROM act WHERE action <> 'none'").column("id")
         for name, side in (("ll", local), ("cl", central), ("bl", base)):

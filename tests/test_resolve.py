@@ -185,9 +185,15 @@ def test_prefer_central_pulls_central_content(rec, dev, sc, resolved):
     res = resolved("prefer_central")
     for i in ids_with(rec, "conflict"):
         a, t, crow = row(res.actions, i), row(res.invoices, i), row(sc.central.invoices, i)
-        assert (a["action"], a["winner"]) == ("pull", "central")
-        assert same_content(t, crow) and t["version"] == crow["version"]
+        lrow = row(dev.invoices, i)
+        assert same_content(t, crow)
         assert keyed(res.lines, i) == keyed(sc.central.lines, i)
+        if crow["version"] > lrow["version"]:  # a pull, at central's version
+            assert (a["action"], a["winner"]) == ("pull", "central") and t["version"] == crow["version"]
+        else:  # the device is as far or further: central's content pushed past both, never a lower version
+            assert (a["action"], a["winner"]) == ("push", "central")
+            assert t["version"] == a["new_version"] == max(lrow["version"], crow["version"]) + 1
+            assert a["expected_central_version"] == crow["version"]
 
 
 def _lww_check(res, local, central, conflicts, winner):
@@ -376,9 +382,9 @@ def test_star_decision_takes_the_whole_invoice(rec, dev, sc, resolved, choice):
     side = {"local": dev, "central": sc.central, "base": dev.base}[choice]
     assert same_content(t, row(side.invoices, i))
     assert keyed(res.lines, i) == keyed(side.lines, i)
-    if choice == "central":
+    if choice == "central" and crow["version"] > lrow["version"]:
         assert a["action"] == "pull" and t["version"] == crow["version"]
-    else:
+    else:  # central's content over a device as far or further is pushed past both, like the others
         assert a["action"] == "push"
         assert a["new_version"] == max(lrow["version"], crow["version"]) + 1 == t["version"]
         assert a["expected_central_version"] == crow["version"]

@@ -24,6 +24,13 @@ SAMPLES = REPO / "data" / "samples"
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def central_taken(actions: pd.DataFrame) -> pd.Series:
+    """The action that takes central's whole invoice: a pull when central is ahead, else central's
+    content pushed one version past both (a device's version never goes down)."""
+    ahead = actions["central_version"].to_numpy() > actions["local_version"].to_numpy()
+    return pd.Series(["pull" if a else "push" for a in ahead], index=actions.index)
+
+
 def walk(widget):
     yield widget
     for child in getattr(widget, "children", ()):
@@ -138,7 +145,7 @@ def test_conflict_review_clicks_make_the_decisions_resolve_takes(rec_a, res_a):
     assert res is cr.result and isinstance(res, ik.Resolution)
     acts = res.actions.set_index("id")
     assert acts.loc[ids[1], "action"] == "push" and acts.loc[ids[1], "winner"] == "local"
-    assert acts.loc[ids[2], "action"] == "pull" and acts.loc[ids[2], "winner"] == "central"
+    assert acts.loc[ids[2], "winner"] == "central" and acts.loc[ids[2], "action"] == central_taken(acts)[ids[2]]
     assert acts.loc[ids[0], "action"] == "push" and acts.loc[ids[0], "winner"] == "merged"
     assert set(acts.index[acts["action"] == "unresolved"]) == set(ids[3:])
     # the merged invoice holds central's value of the field chosen
@@ -164,7 +171,8 @@ def test_take_all_buttons_settle_every_conflict(rec_a, res_a):
     button(cr, "all whole ← central").click()
     assert set(cr.decisions["field"]) == {"*"} and set(cr.decisions["choice"]) == {"central"}
     res = cr.apply()
-    assert set(res.actions.set_index("id").loc[list(cr.ids), "action"]) == {"pull"}
+    acts = res.actions.set_index("id").loc[list(cr.ids)]
+    assert (acts["winner"] == "central").all() and acts["action"].eq(central_taken(acts)).all()
     button(cr, "clear all").click()
     assert len(cr.decisions) == 0 and cr.progress() == (0, 9)
 
@@ -189,7 +197,8 @@ def test_scripted_choices_and_keys(rec_a, res_a):
     cr.take_all("central", whole=True)
     assert cr.progress() == (9, 9)
     res = cr.press("a").result
-    assert set(res.actions.set_index("id").loc[ids, "action"]) == {"pull"}
+    acts = res.actions.set_index("id").loc[ids]
+    assert (acts["winner"] == "central").all() and acts["action"].eq(central_taken(acts)).all()
     # decisions to start from, in any shape resolve takes
     started = ConflictReview(res_a, reconciliation=rec_a, decisions=[(ids[3], "*", "local")])
     assert started.decisions.values.tolist() == [[ids[3], "*", "local"]] and started.progress() == (1, 9)
@@ -441,7 +450,7 @@ rec = ik.reconcile(ik.read_local(f"{SAMPLES}/device_a.sqlite"), read_jsonl(f"{SA
 review = ConflictReview(rec, strategy="three_way")
 review""",
     """review.decisions.to_csv("decisions.csv", index=False)
-review.result.actions[["id", "action", "winner"]].to_csv("actions.csv", index=False)
+review.result.actions[["id", "action", "winner", "local_version", "central_version"]].to_csv("actions.csv", index=False)
 print("saved", len(review.decisions))""",
 ]
 
@@ -570,5 +579,6 @@ def test_conflict_review_in_jupyterlab(jupyterlab, rec_a, res_a):
     saved = pd.read_csv(jupyterlab["dir"] / "decisions.csv", dtype=str)
     assert saved.values.tolist() == want
     acts = pd.read_csv(jupyterlab["dir"] / "actions.csv", dtype=str).set_index("id")
-    assert acts.loc[ids[1], "winner"] == "local" and acts.loc[ids[2], "action"] == "pull"
+    assert acts.loc[ids[1], "winner"] == "local" and acts.loc[ids[2], "winner"] == "central"
+    assert acts.loc[ids[2], "action"] == central_taken(acts.loc[[ids[2]]].astype({"central_version": int, "local_version": int}))[ids[2]]
     assert (acts["action"] == "unresolved").sum() == 6
