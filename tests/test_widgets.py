@@ -580,5 +580,6 @@ def test_conflict_review_in_jupyterlab(jupyterlab, rec_a, res_a):
     assert saved.values.tolist() == want
     acts = pd.read_csv(jupyterlab["dir"] / "actions.csv", dtype=str).set_index("id")
     assert acts.loc[ids[1], "winner"] == "local" and acts.loc[ids[2], "winner"] == "central"
-    assert acts.loc[ids[2], "action"] == central_taken(acts.loc[[ids[2]]].astype({"central_version": int, "local_version": int}))[ids[2]]
+    taken = acts.loc[[ids[2]]].astype({"central_version": int, "local_version": int})
+    assert acts.loc[ids[2], "action"] == central_taken(taken)[ids[2]]
     assert (acts["action"] == "unresolved").sum() == 6
