@@ -6,6 +6,7 @@ plaintext of an encrypted field."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -268,6 +269,10 @@ def test_the_cache_holds_client_fields_sealed_when_keys_are_configured(tmp_path,
         assert blobs and b"fernet:" in blobs  # something is cached, sealed
         for secret in (row["client_email"], row["client_address"], row["client_tax_id"]):
             assert secret.encode() not in blobs
+        # the key naming the client lookup is keyed: a guessed email's plain SHA-256 is not in it
+        names = b" ".join(raw.scan_iter(f"{cache.namespace}:*"))
+        guess = hashlib.sha256(row["client_email"].strip().casefold().encode()).hexdigest()[:32].encode()
+        assert b"email-" in names and guess not in names
         # no key here: a sealed hit is a miss, the answer is what the store gives without a key
         keys.delenv("INVOICEKIT_KEYS")
         pd.testing.assert_frame_equal(ik.get_invoice(path, row["id"], cache=cache).invoices,

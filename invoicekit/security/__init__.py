@@ -33,6 +33,21 @@ def keys_configured() -> bool:
     return bool(os.environ.get(KEYS_ENV) or os.environ.get(KEY_FILE_ENV))
 
 
+def lookup_digest(text: str) -> str:
+    """A name for ``text`` in cache keys (a client's normalised tax id, email or name): keyed
+    (HMAC-SHA256 under a key derived from the newest encryption key) when keys are configured,
+    so whoever reads the cache cannot test guesses of a low-entropy value against it; plain
+    SHA-256 otherwise, where the stores themselves hold the value in the clear. 32 hex digits."""
+    import hashlib
+    import hmac
+
+    keys = configured_keys() if keys_configured() else None
+    if keys is None:
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+    secret = hmac.new(keys.material()[0], b"invoicekit cache lookup names v1", hashlib.sha256).digest()
+    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 #: the one column a store keeps the client in (offline ``client_data``, central ``client_data_text``)
 STORE_FIELDS = ("client_data",)
 
@@ -78,6 +93,7 @@ def open_client_data(text, *, store: str = "", invoice_id=None):
 
 __all__ = [
     "keys_configured",
+    "lookup_digest",
     "encrypt_if_configured",
     "seal_client_data",
     "open_client_data",
