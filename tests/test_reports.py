@@ -48,6 +48,18 @@ def _rename(s: ik.InvoiceSet, names: dict[str, str]) -> ik.InvoiceSet:
     return ik.InvoiceSet(inv, s.lines, base=s.base)
 
 
+def test_nothing_needing_action_is_a_report_too(sc):
+    """A device against its own export: every invoice the same, nothing needing action (the
+    complete report used to fail building the highlights of no rows)."""
+    device = sc.devices["device_a"]
+    rec = ik.reconcile(device, ik.InvoiceSet(device.invoices.copy(), device.lines.copy()))
+    assert set(rec.status["status"]) == {"same"}
+    page = reconcile_html(rec)
+    soup = BeautifulSoup(page, "html.parser")
+    assert set(_rows(soup)) == set(device.invoices["id"].astype(str))
+    assert "Nothing needs action" in page
+
+
 @pytest.fixture(scope="module")
 def sc():
     return make_scenario(n_central=120, new_per_device=8)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+from markupsafe import Markup
 
-from ._cells import Cell, column_cells, money_text
+from ._cells import Cell, Parts, cells_html, column_cells, column_parts, escape_array, money_text
 from ._chart import bars, color
 
 __all__ = ["reconcile_context", "ACTION_ORDER"]
@@ -135,14 +138,42 @@ def _field_stats(rec) -> list[dict]:
 
 
 # -- side by side ---------------------------------------------------------------------------------------------
+# Each field row of each side is kept as its cell's parts (t text, ti title, v sort key, c classes),
+# and every row's HTML is built a column at a time (``cells_html``): a report has ~14 field rows
+# x 3 sides per invoice needing action, hundreds of thousands of cells at a few thousand invoices.
+_STR = pd.ArrowDtype(pa.string())
+
+
+def _s(arr: pa.Array) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr.cast(pa.string())))
+
+
+def _const(text: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(text, pa.string()), n)
+
+
+def _empty_long(name: str) -> pd.DataFrame:
+    return pd.DataFrame({"id": pd.Series([], dtype=object), "field": pd.Series([], dtype=object),
+                         "order": pd.Series([], dtype="int64"),
+                         **{f"{k}_{name}": pd.Series([], dtype=_STR) for k in ("raw", "t", "ti", "v", "c")}})
+
+
+def _parts_frame(ids, field, order, raw: pd.Series, parts, name: str) -> pd.DataFrame:
+    n = len(raw)
+    nulls = pa.nulls(n, pa.string())
+    text = pc.if_else(parts.valid, parts.text.cast(pa.string()), nulls)
+    return pd.DataFrame({
+        "id": ids, "field": field, "order": order, f"raw_{name}": raw.astype(_STR).reset_index(drop=True),
+        f"t_{name}": _s(text), f"ti_{name}": _s(parts.title if parts.title is not None else nulls),
+        f"v_{name}": _s(parts.v if parts.v is not None else nulls), f"c_{name}": _s(_const(parts.cls, n)),
+    })
+
+
 def _long_invoice(side: pd.DataFrame, name: str) -> pd.DataFrame:
-    parts = []
-    for order, (col, label, kind) in enumerate(FIELDS):
-        cells = column_cells(side[col], name=col, kind=kind)
-        parts.append(pd.DataFrame({"id": side["id"].astype(object).to_numpy(), "field": label, "order": order,
-                                   f"raw_{name}": _raw(side[col]).astype(object).to_numpy(),
-                                   f"cell_{name}": pd.Series(cells, dtype=object).to_numpy()}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    ids = side["id"].astype(object).to_numpy()
+    parts = [_parts_frame(ids, label, order, _raw(side[col]), column_parts(side[col], name=col, kind=kind), name)
+             for order, (col, label, kind) in enumerate(FIELDS)]
+    return pd.concat(parts, ignore_index=True) if parts else _empty_long(name)
 
 
 def _side_lines(s, ids: pd.Series) -> pd.DataFrame:
@@ -153,29 +184,40 @@ def _side_lines(s, ids: pd.Series) -> pd.DataFrame:
     return lines[lines["invoice_id"].isin(ids)]
 
 
+def _shown(parts) -> pa.Array:
+    return pc.if_else(parts.valid, parts.text.cast(pa.string()), pa.scalar(DASH))
+
+
 def _long_lines(lines: pd.DataFrame, name: str) -> pd.DataFrame:
     """One row per line, keyed by its identity (description and occurrence), as reconcile keys them."""
     if lines.empty:
-        return pd.DataFrame({"id": [], "field": [], "order": [], f"raw_{name}": [], f"cell_{name}": []})
+        return _empty_long(name)
     lines = lines.sort_values(["invoice_id", "line_no"], kind="stable")
     occurrence = lines.groupby(["invoice_id", "description"], sort=False).cumcount() + 1
-    qty = column_cells(lines["quantity"], kind="quantity")
-    price = column_cells(lines["unit_price"], kind="money")
-    total = column_cells(lines["line_total"], kind="money")
-    text = [Cell(f"{q.text if q else DASH} \u00d7 {p.text if p else DASH} = {t.text if t else DASH}", None, None, "num")
-            for q, p, t in zip(qty, price, total)]
+    qty = _shown(column_parts(lines["quantity"], kind="quantity"))
+    price = _shown(column_parts(lines["unit_price"], kind="money"))
+    total = _shown(column_parts(lines["line_total"], kind="money"))
+    text = pc.binary_join_element_wise(qty, " \u00d7 ", price, " = ", total, "")
+    parts = Parts(pa.repeat(pa.scalar(True), len(lines)), text, None, None, "num")
     raw = _raw(lines["quantity"]).fillna("") + "|" + _raw(lines["unit_price"]).fillna("")
     desc = lines["description"].astype("string[pyarrow]").fillna("")
-    return pd.DataFrame({
-        "id": lines["invoice_id"].astype(object).to_numpy(),
-        "field": ("line: " + desc + " #" + occurrence.astype(str)).to_numpy(),
-        "order": (100 + lines["line_no"].astype("int64")).to_numpy(),
-        f"raw_{name}": raw.astype(object).to_numpy(), f"cell_{name}": text,
-    })
+    return _parts_frame(lines["invoice_id"].astype(object).to_numpy(),
+                        ("line: " + desc + " #" + occurrence.astype(str)).to_numpy(),
+                        (100 + lines["line_no"].astype("int64")).to_numpy(), raw, parts, name)
 
 
-def _side_by_side(rec, todo: pd.DataFrame) -> dict[str, list[dict]]:
-    """Per invoice needing action, its field rows: label, three cells, and which side changed."""
+def _side_html(long: pd.DataFrame, name: str, changed: np.ndarray) -> pa.Array:
+    cols = [pa.array(long[f"{k}_{name}"].astype(_STR).array) for k in ("t", "ti", "v", "c")]
+    cols[3] = pc.fill_null(cols[3], "")
+    plain = cells_html(*cols)
+    if not changed.any():
+        return plain
+    return pc.if_else(pa.array(changed), cells_html(*cols, extra="chg"), plain)
+
+
+def _side_by_side(rec, todo: pd.DataFrame) -> dict[str, tuple[Markup, list[str]]]:
+    """Per invoice needing action: its field rows as HTML (label, three cells, the changed side
+    highlighted) and the fields that changed."""
     ids = todo["id"]
     sets = {"base": rec.local.base, "local": rec.local, "central": rec.central}
     cols = ["id", *[c for c, _, _ in FIELDS]]
@@ -185,38 +227,46 @@ def _side_by_side(rec, todo: pd.DataFrame) -> dict[str, list[dict]]:
         inv = _long_invoice(side, name) if len(side) else None
         ln = _long_lines(_side_lines(sets[name], ids), name)
         present = [f for f in (inv, ln) if f is not None and len(f)]
-        frames.append(pd.concat(present, ignore_index=True) if present else pd.DataFrame(
-            {"id": [], "field": [], "order": [], f"raw_{name}": [], f"cell_{name}": []}))
+        frames.append(pd.concat(present, ignore_index=True) if present else _empty_long(name))
     long = frames[0]
     for f in frames[1:]:
         long = long.merge(f, on=["id", "field"], how="outer", suffixes=("", "_r"))
         long["order"] = long[["order", "order_r"]].min(axis=1)
         long = long.drop(columns="order_r")
+    if long.empty:
+        return {}
     info = todo.set_index("id")
-    has_base = long["id"].map(info["has_base"].astype(bool)).to_numpy()
-    in_c = long["id"].map(info["central_version"].notna()).to_numpy()
-    in_l = long["id"].map(info["local_version"].notna()).to_numpy()
+    has_base = long["id"].map(info["has_base"].astype(bool)).to_numpy(dtype=bool)
+    in_c = long["id"].map(info["central_version"].notna()).to_numpy(dtype=bool)
+    in_l = long["id"].map(info["local_version"].notna()).to_numpy(dtype=bool)
     rb, rl, rc = (long[f"raw_{s}"].astype("string[pyarrow]") for s in SIDES)
     d_lc = (~_same(rl, rc)).to_numpy() & in_c & in_l
-    long["chg_base"] = False
-    long["chg_local"] = (has_base & (~_same(rl, rb)).to_numpy() & in_l) | (~has_base & d_lc)
-    long["chg_central"] = (has_base & (~_same(rc, rb)).to_numpy() & in_c) | (~has_base & d_lc)
-    long = long.sort_values(["id", "order", "field"], kind="stable")
-    out: dict[str, list[dict]] = {}
-    records = zip(long["id"], long["field"], long["cell_base"], long["cell_local"], long["cell_central"],
-                  long["chg_local"], long["chg_central"])
-    for i, field, cb, cl, cc, xl, xc in records:
-        out.setdefault(i, []).append({"field": field, "cells": [_cell(cb), _cell(cl), _cell(cc)],
-                                      "chg": [False, bool(xl), bool(xc)]})
-    return out
-
-
-def _cell(value):
-    return value if isinstance(value, Cell) else None
+    chg_local = (has_base & (~_same(rl, rb)).to_numpy() & in_l) | (~has_base & d_lc)
+    chg_central = (has_base & (~_same(rc, rb)).to_numpy() & in_c) | (~has_base & d_lc)
+    long = long.assign(chg_local=chg_local, chg_central=chg_central)
+    long = long.sort_values(["id", "order", "field"], kind="stable").reset_index(drop=True)
+    row = pc.binary_join_element_wise(
+        '<tr><th scope="row">', escape_array(pa.array(long["field"].astype(str).tolist(), pa.string())), "</th>",
+        _side_html(long, "base", np.zeros(len(long), dtype=bool)),
+        _side_html(long, "local", long["chg_local"].to_numpy()),
+        _side_html(long, "central", long["chg_central"].to_numpy()), "</tr>\n", "")
+    # one string, cut at each invoice's first row (rows are sorted by invoice)
+    ids_sorted = long["id"].astype(str).to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
+    ends = np.cumsum(pc.utf8_length(row).to_numpy())
+    at = np.r_[0, ends][np.r_[starts, len(long)]]
+    whole = "".join(row.to_pylist())
+    hit = (long["chg_local"] | long["chg_central"]) & ~long["field"].isin(_BOOKKEEPING)
+    changed = long.loc[hit, ["id", "field"]]
+    changed_of: dict[str, list[str]] = {}
+    for i, f in zip(changed["id"].astype(str), changed["field"].astype(str)):
+        changed_of.setdefault(i, []).append(f)
+    return {ids_sorted[a]: (Markup(whole[at[k]:at[k + 1]]), changed_of.get(ids_sorted[a], []))
+            for k, a in enumerate(starts)}
 
 
 # -- the whole report --------------------------------------------------------------------------------
-def _invoice_rows(heads: pd.DataFrame, details: dict[str, list[dict]] | None) -> list[dict]:
+def _invoice_rows(heads: pd.DataFrame, details: dict[str, tuple[Markup, list[str]]] | None) -> list[dict]:
     number = column_cells(heads["invoice_number"], kind="text")
     client = column_cells(heads["client_name"], kind="text")
     total = column_cells(heads["total"], kind="money")
@@ -227,14 +277,39 @@ def _invoice_rows(heads: pd.DataFrame, details: dict[str, list[dict]] | None) ->
     rows = []
     for k, (i, status, reason) in enumerate(zip(heads["id"].tolist(), heads["status"].tolist(),
                                                 heads["reason"].tolist())):
-        fields = details.get(i, [])
+        fields_html, changed = details.get(i, (Markup(""), []))
         rows.append({
             "id": ident[k], "number": number[k], "client": client[k], "total": total[k], "currency": currency[k],
             "status": status, "color": color(status), "reason": reason, "versions": versions[k],
-            "changed": [f["field"] for f in fields if any(f["chg"]) and f["field"] not in _BOOKKEEPING],
-            "fields": fields,
+            "changed": changed, "fields_html": fields_html,
         })
     return rows
+
+
+def _td(parts, extra: str = "") -> pa.Array:
+    nulls = pa.nulls(len(parts.text), pa.string())
+    text = pc.if_else(parts.valid, parts.text.cast(pa.string()), nulls)
+    return cells_html(text, parts.title if parts.title is not None else nulls,
+                      parts.v if parts.v is not None else nulls, _const(parts.cls, len(text)), extra=extra)
+
+
+def _in_sync_html(part: pd.DataFrame) -> Markup:
+    """The rows of an in-sync section (thousands of them), built a column at a time."""
+    if part.empty:
+        return Markup("")
+    ident = column_parts(part["id"], kind="id")
+    total = column_parts(part["total"], kind="money")
+    currency = escape_array(pc.fill_null(pa.array(part["currency"].astype(object).where(part["currency"].notna(), None)
+                                                  .tolist(), pa.string()), ""))
+    total_html = pc.if_else(total.valid, pc.binary_join_element_wise(
+        '<td class="num" data-v="', escape_array(total.v), '">', escape_array(total.text), ' <span class="muted">',
+        currency, "</span></td>", ""), pa.scalar('<td class="na num">&mdash;</td>'))
+    rows = pc.binary_join_element_wise(
+        '<tr data-row data-id="', escape_array(ident.title), '">',
+        _td(column_parts(part["invoice_number"], kind="text")), _td(column_parts(part["client_name"], kind="text")),
+        "\n", total_html, _td(column_parts(part["local_version"], kind="int"), "num"),
+        _td(column_parts(part["central_version"], kind="int"), "num"), _td(ident), "</tr>\n", "")
+    return Markup("".join(rows.to_pylist()))
 
 
 def reconcile_context(rec, *, limit: int | None = None) -> dict:
@@ -259,8 +334,7 @@ def reconcile_context(rec, *, limit: int | None = None) -> dict:
     if limit is None:
         for s in IN_SYNC_ORDER:
             part = heads[heads["status"] == s].reset_index(drop=True)
-            ctx["in_sync"].append({"status": s, "color": color(s), "n": len(part),
-                                   "rows": _invoice_rows(part, None)})
+            ctx["in_sync"].append({"status": s, "color": color(s), "n": len(part), "rows_html": _in_sync_html(part)})
     sources = sorted(set(rec.local.invoices["source"].dropna().astype(str)))
     ctx["subtitle"] = (f"{', '.join(sources[:3]) or 'offline store'}{' …' if len(sources) > 3 else ''}"
                        f" against the central store; {len(rec.local):,} invoices on the device, "
