@@ -279,3 +279,44 @@ def test_the_cache_holds_client_fields_sealed_when_keys_are_configured(tmp_path,
                                       ik.get_invoice(path, row["id"], cache=False).invoices)
     finally:
         cache.clear()
+
+
+# -- stores written by other software, with keys configured -------------------------------------------
+#: rows kept and removed on delete, and "mixed" (every layout the generator knows, resent operations included)
+FOREIGN_KINDS = ["kept_row_delete", "removed_row_delete", "mixed"]
+
+
+@pytest.mark.parametrize("kind", FOREIGN_KINDS)
+def test_a_foreign_store_drains_encrypted_to_the_same_truth(kind, tmp_path, monkeypatch):
+    """A store written by other software (plain sqlite3, the devices' schema only), drained by
+    the engine once without keys and once, from an identical copy, with keys: the central store
+    ends the same (versions, tombstones, checksums, client fields once decrypted), and with keys
+    no client JSON is stored in the clear."""
+    from invoicekit.foreign import write_foreign_store
+
+    monkeypatch.delenv("INVOICEKIT_KEY_FILE", raising=False)
+    monkeypatch.delenv("INVOICEKIT_KEYS", raising=False)
+    currency = "EUR" if kind == "mixed" else None
+    ends = {}
+    for mode in ("plain", "keys"):
+        if mode == "keys":
+            monkeypatch.setenv("INVOICEKIT_KEYS", KEY)
+        truth = write_foreign_store(tmp_path / f"{mode}.sqlite", kind=kind, seed=3)
+        central = f"sqlite:///{tmp_path / f'central_{mode}.sqlite'}"
+        ik.init_db(central)
+        seed_store = truth.write_central_seed(tmp_path / f"seed_{mode}.sqlite")
+        ik.write_central(ik.read_local(seed_store, currency=currency), central)
+        SyncEngine(truth.path, central, currency=currency).drain()
+        texts = [t for t in _central_client_texts(central) if t is not None]
+        assert texts
+        if mode == "keys":
+            assert all(t.startswith(ENVELOPE) for t in texts), "client JSON stored in the clear"
+        else:
+            assert not any(t.startswith(ENVELOPE) for t in texts)
+        ends[mode] = ik.read_central(central).invoices  # decrypted where keys are set
+    cols = ["id", "version", "checksum", "invoice_number", "client_name", *CLIENT_TEXT, "currency", "total"]
+    plain, sealed = (ends[m].sort_values("id")[cols].reset_index(drop=True) for m in ("plain", "keys"))
+    pd.testing.assert_frame_equal(sealed, plain)
+    assert (ends["keys"].sort_values("id")["deleted_at"].isna().to_numpy()
+            == ends["plain"].sort_values("id")["deleted_at"].isna().to_numpy()).all()
+    assert not ik.tampered(ends["keys"]).shape[0]
