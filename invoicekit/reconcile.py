@@ -63,7 +63,7 @@ import pyarrow.compute as pc
 from . import _duck
 from ._args import _is_central_sqlite, as_invoice_set
 from .errors import UsageError
-from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet
+from .schema import INVOICE_SCHEMA, LINE_SCHEMA, InvoiceSet, to_frame
 
 __all__ = ["reconcile", "Reconciliation", "STATUSES", "IN_SYNC", "SCOPES"]
 
@@ -242,6 +242,12 @@ class Reconciliation:
     ``scope``: ``"all"`` (both sides compared whole) or ``"device"`` (only the local ids were
     fetched from the central store: there are no ``central_only`` rows, and the summary,
     repr and reports say that central-only invoices are out of scope).
+
+    ``pushdown``: set when the comparison was pushed down into the central store (see
+    :func:`reconcile`). ``central`` then holds only the central rows of the ids held on both
+    sides whose keys differ (every row :func:`invoicekit.resolve` may pull or merge); the
+    ``same`` and ``central_only`` ids were not fetched, their central keys are in ``status``,
+    and the central-only rows come after the local ones in id order.
     """
 
     status: pd.DataFrame
@@ -249,6 +255,9 @@ class Reconciliation:
     local: InvoiceSet
     central: InvoiceSet
     scope: str = "all"
+    #: what a comparison pushed down into the central store moved
+    #: (:class:`~invoicekit.io.pushdown.PushdownStats`); None when both sides were compared whole
+    pushdown: Any = None
 
     def summary(self) -> pd.DataFrame:
         """Invoices per status (every status listed, zeros included). In ``device`` scope a
@@ -515,23 +524,9 @@ def _sides(local: Any, central: Any, scope: str | None) -> tuple[InvoiceSet, Inv
     return local, read_central(store), "all"
 
 
-def reconcile(local: InvoiceSet, central: Any, *, fields: bool = True, scope: str | None = None) -> Reconciliation:
-    """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
-
-    Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
-    status is computed either way). See the module doc for how statuses are decided.
-    Either side may also be a store path or URL, or a list of them (loaded for you).
-
-    ``central`` given as the central store itself (URL, Engine, ``CentralStore``, a central
-    SQLite file) is read for the local ids only (``scope="device"``, the default then): the
-    same statuses and field differences for every id the device holds, without central-only
-    invoices, which are out of scope. ``scope="all"`` reads it whole and reports them. An
-    InvoiceSet is compared whole unless ``scope="device"``. A device given as its store
-    file(s) is loaded while the central store is read for the ids the file names.
-    """
-    if scope is not None and scope not in SCOPES:
-        raise UsageError(f"reconcile: scope={scope!r} is not one of {', '.join(map(repr, SCOPES))}")
-    local, central, scope = _sides(local, central, scope)
+def _compare(local: InvoiceSet, central: InvoiceSet, *, fields: bool) -> tuple[pa.Table, pa.Table]:
+    """The status rows and field differences of ``local`` against ``central`` (the in-memory
+    comparison: both sides whole, content compared field by field)."""
     base = local.base if local.base is not None else InvoiceSet(
         INVOICE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
         LINE_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype),
@@ -566,6 +561,49 @@ def reconcile(local: InvoiceSet, central: Any, *, fields: bool = True, scope: st
             diff = diff.append_column("central_changed", pa.array([], pa.bool_()))
     finally:
         con.close()
+    return status, diff
+
+
+def reconcile(local: InvoiceSet, central: Any, *, fields: bool = True, scope: str | None = None,
+              pushdown: bool = False) -> Reconciliation:
+    """Compare ``local`` (one or more offline stores) with ``central``; inputs are not mutated.
+
+    Ids must be unique on each side. ``fields=False`` skips the field-level diff (the
+    status is computed either way). See the module doc for how statuses are decided.
+    Either side may also be a store path or URL, or a list of them (loaded for you).
+
+    ``central`` given as the central store itself (URL, Engine, ``CentralStore``, a central
+    SQLite file) is read for the local ids only (``scope="device"``, the default then): the
+    same statuses and field differences for every id the device holds, without central-only
+    invoices, which are out of scope. ``scope="all"`` reads it whole and reports them. An
+    InvoiceSet is compared whole unless ``scope="device"``. A device given as its store
+    file(s) is loaded while the central store is read for the ids the file names.
+
+    ``pushdown=True`` (implies ``scope="all"``) pushes the whole-store comparison down into a
+    PostgreSQL central store: the local keys (id, version, checksum, currency, times) are
+    staged in the store, which returns only the ids that differ or that one side lacks; full
+    central rows are fetched for the differing ids only (:mod:`invoicekit.io.pushdown`).
+    Statuses and field differences are the full read's for every id, provided the stored
+    checksums match their rows' content (the push-down trusts them; the full read compares
+    content). It is not the default: on PostgreSQL 15 joining a million text ids in the
+    server measured slower than reading the store whole (BENCHMARKS.md, session 12). A SQLite
+    central store is always read whole.
+    """
+    if scope is not None and scope not in SCOPES:
+        raise UsageError(f"reconcile: scope={scope!r} is not one of {', '.join(map(repr, SCOPES))}")
+    store = _central_store(central)
+    if pushdown and (store is None or scope == "device"):
+        raise UsageError("reconcile: pushdown=True compares a whole central store given by URL, Engine or "
+                         "CentralStore (scope='all'); got " + ("scope='device'" if store is not None else
+                                                               f"central as {type(central).__name__}"))
+    if store is not None and pushdown:
+        local = as_invoice_set(local, func="reconcile", param="local")
+        pushed = _pushed_down(local, store, fields=fields)
+        if pushed is not None:
+            return pushed
+        scope = "all"
+    local, central, scope = _sides(local, central, scope)
+    status, diff = _compare(local, central, fields=fields)
     return Reconciliation(
         status=status.to_pandas(types_mapper=pd.ArrowDtype),
         fields=diff.to_pandas(types_mapper=pd.ArrowDtype),
@@ -573,3 +611,99 @@ def reconcile(local: InvoiceSet, central: Any, *, fields: bool = True, scope: st
         central=central,
         scope=scope,
     )
+
+
+# -- the comparison pushed down into the central store (see invoicekit.io.pushdown) ----------------
+def _distinct(loc: pa.Table) -> None:
+    """The UsageError of the in-memory path when ``loc`` holds an id on several rows."""
+    ids = loc.column("id")
+    if pc.count_distinct(ids).as_py() != len(ids) - ids.null_count:
+        con = _duck.connect(loc=loc.select(["id"]))
+        try:
+            _unique_ids(con, "loc", "local")
+        finally:
+            con.close()
+
+
+def _keys_at(table: pa.Table, ids: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
+    """``version`` and ``checksum`` of ``table``'s row for each of ``ids`` (null where it has
+    none), and ``has``: whether it has one."""
+    pos = pc.index_in(ids, value_set=table.column("id").combine_chunks())
+    return {"version": table.column("version").take(pos).combine_chunks(),
+            "checksum": table.column("checksum").take(pos).combine_chunks(), "has": pc.is_valid(pos).combine_chunks()}
+
+
+def _flat(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _local_rows(loc: pa.Table, busy: pa.Array, part: pa.Table, base: dict[str, pa.Array]) -> pa.Table:
+    """The status rows of every local row, in the local order: the rows compared in full
+    (``busy``) take their status from ``part`` (in the same order); the others are ``same``,
+    and central's own columns are the local ones, which the store compared equal."""
+    n = loc.num_rows
+
+    def mixed(same: pa.Array, name: str) -> pa.Array:
+        return pc.replace_with_mask(_flat(same), busy, _flat(part.column(name)).cast(same.type))
+
+    rows = {"id": loc.column("id"), "source": loc.column("source"),
+            "status": mixed(pa.repeat("same", n), "status"), "reason": mixed(pa.repeat("identical", n), "reason"),
+            **{f"local_{name}": loc.column(name) for name in _SIDE_OWN},
+            **{f"central_{name}": mixed(_flat(loc.column(name)), f"central_{name}") for name in _SIDE_OWN},
+            "base_version": mixed(base["version"], "base_version"),
+            "base_checksum": mixed(base["checksum"], "base_checksum"), "has_base": mixed(base["has"], "has_base")}
+    return pa.table({c: rows[c] for c in STATUS_SCHEMA.names}).cast(STATUS_SCHEMA)
+
+
+def _central_only_rows(keys: pa.Table, base: pa.Table) -> pa.Table:
+    """Status rows of the central-only ids from the keys the store returned, in id order."""
+    keys = keys.sort_by("id")
+    n, b = keys.num_rows, _keys_at(base, keys.column("id"))
+    rows = {"id": keys.column("id"), "source": pa.nulls(n, pa.string()),
+            "status": pa.repeat("central_only", n), "reason": pa.repeat("only in the central store", n),
+            **{f"local_{name}": _nulls("local", name, n) for name in _SIDE_OWN},
+            **{f"central_{name}": keys.column(name) for name in _SIDE_OWN},
+            "base_version": b["version"], "base_checksum": b["checksum"], "has_base": b["has"]}
+    return pa.table({c: rows[c] for c in STATUS_SCHEMA.names}).cast(STATUS_SCHEMA)
+
+
+def _local_side(loc: pa.Table, base: pa.Table) -> dict[str, pa.Array]:
+    """What the local side needs besides the store's answer (run while the store compares):
+    the check that ids are distinct, and every local id's base keys."""
+    _distinct(loc)
+    return _keys_at(base, loc.column("id"))
+
+
+def _pushed_down(local: InvoiceSet, store: Any, *, fields: bool) -> Reconciliation | None:
+    """``reconcile(local, store, scope="all")`` with the comparison of keys done by the store;
+    None when its backend cannot (the caller reads it whole). The local rows whose keys differ
+    (or that the store lacks) are compared with their fetched central rows as a full read
+    does; the others are ``same``; central-only ids come from the keys the store returned."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .io.central import read_central
+    from .io.pushdown import PushdownStats, compare_keys, local_keys, supports_pushdown
+
+    if not supports_pushdown(store):
+        return None
+    loc = local.invoices_table()
+    base = local.base.invoices_table() if local.base is not None else INVOICE_SCHEMA.empty_table()
+    keys, unverifiable = local_keys(loc)
+    with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-pushdown") as pool:
+        aside = pool.submit(_local_side, loc, base)
+        diff = compare_keys(store, keys)
+        base_keys = aside.result()
+    mine = diff.filter(diff.column("in_local"))
+    # rows compared in full: the ids the store returned, and rows without an id (never staged)
+    busy = pc.or_(pc.is_in(loc.column("id"), value_set=mine.column("id")), pc.is_null(loc.column("id")))
+    busy = _flat(busy)
+    central = read_central(store, ids=mine.filter(mine.column("in_central")).column("id"))
+    part = local.with_invoices(to_frame(loc.filter(busy), INVOICE_SCHEMA))
+    part_status, fields_diff = _compare(part, central, fields=fields)
+    others = diff.filter(pc.invert(diff.column("in_local")))
+    status = pa.concat_tables([_local_rows(loc, busy, part_status, base_keys), _central_only_rows(others, base)])
+    stats = PushdownStats(staged=keys.num_rows, returned=diff.num_rows, central_only=others.num_rows,
+                          fetched=len(central), unverifiable=unverifiable)
+    return Reconciliation(status=status.to_pandas(types_mapper=pd.ArrowDtype),
+                          fields=fields_diff.to_pandas(types_mapper=pd.ArrowDtype), local=local,
+                          central=central, scope="all", pushdown=stats)

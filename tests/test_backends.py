@@ -22,7 +22,7 @@ SEAM = PACKAGE / "io" / "backends"
 #: what the rest of the package asks a store for (the interface, declared once)
 INTERFACE = {"migrate", "schema_state", "has_table", "param", "read", "write", "apply_batch", "push_workers",
              "probe_hard_delete", "ping", "fetch", "execute", "_configure", "enable_tokens", "tokens_enabled",
-             "identify"}
+             "identify", "snapshot_state"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -31,7 +31,7 @@ def central(request, tmp_path):
 
 
 def test_init_is_idempotent_and_creates_indexes(central_pg_url):
-    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 9
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION == 10
     assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     store = ik.io.central.CentralStore(central_pg_url)
     with store.pg() as conn:

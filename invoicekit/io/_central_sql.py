@@ -33,6 +33,51 @@ SQLITE_TOKEN_SECRET_TABLE = """CREATE TABLE IF NOT EXISTS invoicekit_token_secre
             secret BLOB NOT NULL CHECK (length(secret) >= 32)
         )"""
 
+#: the store's identity: snapshots of one store are never applied to another
+STORE_ID_TABLE_PG = """CREATE TABLE IF NOT EXISTS invoicekit_store (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            store_id TEXT NOT NULL DEFAULT gen_random_uuid()::text,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )"""
+
+#: schema version 10 on PostgreSQL: store identity and the change marker (see POSTGRES[9])
+PG_SNAPSHOT_MARKER = [
+    STORE_ID_TABLE_PG,
+    "INSERT INTO invoicekit_store (singleton) VALUES (1) ON CONFLICT (singleton) DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS invoicekit_changes (
+            invoice_id TEXT PRIMARY KEY,
+            xid xid8 NOT NULL              -- the last transaction that inserted, updated or deleted it
+        )""",
+    "CREATE INDEX IF NOT EXISTS invoicekit_changes_xid_idx ON invoicekit_changes (xid)",
+    """INSERT INTO invoicekit_changes (invoice_id, xid) SELECT id, pg_current_xact_id() FROM invoices
+       ON CONFLICT (invoice_id) DO NOTHING""",
+    # one statement per triggering statement; the schema is the invoices table's, whatever the
+    # search path of the session (the function runs with a fixed one)
+    """CREATE OR REPLACE FUNCTION invoicekit_mark_changes() RETURNS trigger LANGUAGE plpgsql
+       SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+       BEGIN
+         EXECUTE format('INSERT INTO %I.invoicekit_changes AS c (invoice_id, xid) '
+                        'SELECT id, pg_current_xact_id() FROM invoicekit_changed_rows '
+                        'ON CONFLICT (invoice_id) DO UPDATE SET xid = excluded.xid WHERE c.xid <> excluded.xid',
+                        TG_TABLE_SCHEMA);
+         RETURN NULL;
+       END $$""",
+    "REVOKE ALL ON FUNCTION invoicekit_mark_changes() FROM PUBLIC",
+    *(stmt for event, table in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")) for stmt in (
+        f"DROP TRIGGER IF EXISTS invoicekit_mark_{event.lower()} ON invoices",
+        f"""CREATE TRIGGER invoicekit_mark_{event.lower()} AFTER {event} ON invoices
+           REFERENCING {table} TABLE AS invoicekit_changed_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION invoicekit_mark_changes()""")),
+    # a store whose signed identities were turned on before this version: its push role reads
+    # the new tables too (init_db with a token secret grants them from now on, PUSH_READS)
+    """DO $$ DECLARE r text; BEGIN
+         SELECT push_role INTO r FROM invoicekit_identity;
+         IF r IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+           EXECUTE format('GRANT SELECT ON invoicekit_store, invoicekit_changes TO %I', r);
+         END IF;
+       END $$""",
+]
+
 POSTGRES = [
     # version 1
     [
@@ -195,6 +240,15 @@ POSTGRES = [
     # (PG_IDENTITY_ON): then every push must carry a token signed with the secret, which
     # only the tables' owner may read
     [IDENTITY_TABLE, PG_TOKEN_SECRET_TABLE, "REVOKE ALL ON invoicekit_token_secret FROM PUBLIC"],
+    # version 10: incremental snapshots (read_central(url, snapshot=PATH), invoicekit.io.snapshot).
+    # The store gets an identity (a uuid), and a change marker the database keeps itself:
+    # invoicekit_changes holds, per invoice, the id of the last transaction that wrote it
+    # (pg_current_xact_id(), never a client clock), kept by statement-level AFTER triggers
+    # with transition tables. It is a table of its own, so no column of invoices (let alone
+    # an indexed one) changes and pushes keep their HOT updates. The trigger function runs as
+    # the owner (SECURITY DEFINER): a push role writes invoices, never the marker. Existing
+    # invoices are marked with the migration's transaction.
+    PG_SNAPSHOT_MARKER,
 ]
 
 #: reviewers' decisions on candidate duplicate pairs (central SQLite and offline stores alike)
@@ -296,6 +350,34 @@ SQLITE = [
     [SETTINGS_TABLE],
     # version 9: as on PostgreSQL (the toolkit verifies tokens itself: SQLite has no roles)
     [IDENTITY_TABLE, SQLITE_TOKEN_SECRET_TABLE],
+    # version 10: as on PostgreSQL, with a counter for a marker (SQLite has one writer at a
+    # time, so a counter bumped by every written row orders the changes as they commit)
+    [
+        """CREATE TABLE IF NOT EXISTS invoicekit_store (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            store_id TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        "INSERT OR IGNORE INTO invoicekit_store (singleton, store_id) VALUES (1, lower(hex(randomblob(16))))",
+        """CREATE TABLE IF NOT EXISTS invoicekit_change_seq (
+            singleton INTEGER PRIMARY KEY DEFAULT 1 CHECK (singleton = 1),
+            seq INTEGER NOT NULL
+        )""",
+        "INSERT OR IGNORE INTO invoicekit_change_seq (singleton, seq) VALUES (1, 1)",
+        """CREATE TABLE IF NOT EXISTS invoicekit_changes (
+            invoice_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS invoicekit_changes_seq_idx ON invoicekit_changes (seq)",
+        "INSERT OR IGNORE INTO invoicekit_changes (invoice_id, seq) SELECT id, 1 FROM invoices",
+        *(f"""CREATE TRIGGER IF NOT EXISTS invoicekit_mark_{event.lower()} AFTER {event} ON invoices
+           BEGIN
+             UPDATE invoicekit_change_seq SET seq = seq + 1 WHERE singleton = 1;
+             INSERT INTO invoicekit_changes (invoice_id, seq)
+               VALUES ({row}.id, (SELECT seq FROM invoicekit_change_seq WHERE singleton = 1))
+               ON CONFLICT (invoice_id) DO UPDATE SET seq = excluded.seq;
+           END""" for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))),
+    ],
 ]
 
 
@@ -332,7 +414,7 @@ def _push_check(table: str) -> str:
     return "(SELECT {schema}.invoicekit_token_subject()) IS NOT NULL"
 
 #: tables the push role only reads
-PUSH_READS = ("invoicekit_schema", "invoicekit_identity")
+PUSH_READS = ("invoicekit_schema", "invoicekit_identity", "invoicekit_store", "invoicekit_changes")
 
 PG_TOKEN_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION {schema}.invoicekit_token_subject() RETURNS text

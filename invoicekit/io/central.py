@@ -53,7 +53,7 @@ def init_db(url_or_engine: Any, *, token_secret: str | bytes | TokenSecret | Non
 
 
 def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, lines: bool = True,
-                 ids: Any = None) -> InvoiceSet:
+                 ids: Any = None, snapshot: Any = None) -> InvoiceSet:
     """Load the central store into an :class:`InvoiceSet`.
 
     ``where`` filters with equality (or a list for IN) on ``id``, ``invoice_number``,
@@ -69,8 +69,21 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     ids travel in bulk (``COPY`` on PostgreSQL) into a temporary table that the read joins,
     so fetching the 20,000 invoices a device holds from a store of millions moves only
     those rows. ``reconcile(local, url)`` reads the central store this way.
+
+    ``snapshot`` (a file path, e.g. ``"~/.cache/central.arrow"``) keeps a local copy of the
+    whole store (an Arrow IPC file, see :mod:`invoicekit.io.snapshot`): the first call reads
+    everything and saves it; later calls fetch only the invoices written since the copy was
+    taken (inserted, edited, tombstoned; found by a change marker the store keeps itself,
+    never by clocks), drop those the store no longer holds, merge, and replace the file
+    atomically. The result equals a full read (rows in another order: the copy's, changed
+    invoices last). Several processes may share the file. A file that is truncated, from
+    another store, or of an older format or schema is rebuilt (a logged warning), never
+    used. The file holds what the store holds: encrypted client data stays encrypted in it.
+    ``snapshot`` cannot be combined with ``where`` or ``ids`` (filter the result instead).
     """
     store = CentralStore(url_or_engine)
+    if snapshot is not None:
+        return _read_snapshot(store, snapshot, where=where, ids=ids, lines=lines)
     wanted = None if ids is None else id_array(ids, func="read_central")
     store.require_schema()
     if wanted is not None and len(wanted) == 0:  # nothing asked for: an empty read, nothing staged
@@ -82,6 +95,23 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
         raise translate(exc, store=store.display, context="read_central") from exc
     from ..security import decrypt_if_configured
 
+    return decrypt_if_configured(result)
+
+
+def _read_snapshot(store: CentralStore, snapshot: Any, *, where: Any, ids: Any, lines: bool) -> InvoiceSet:
+    """read_central(snapshot=...): the arguments checked, then :func:`invoicekit.io.snapshot.read_snapshot`."""
+    from ..security import decrypt_if_configured
+    from .snapshot import read_snapshot
+
+    if where or ids is not None:
+        raise UsageError("read_central: snapshot= reads the whole store and cannot be combined with "
+                         f"{'where=' if where else 'ids='}; filter the InvoiceSet it returns, or read "
+                         "without snapshot=", reason="snapshot_filter")
+    store.require_schema()
+    try:
+        result = read_snapshot(store, snapshot, lines=lines)
+    except driver_errors() as exc:
+        raise translate(exc, store=store.display, context="read_central") from exc
     return decrypt_if_configured(result)
 
 

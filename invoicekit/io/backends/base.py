@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -24,13 +25,29 @@ from ...security.identity import TokenLike, TokenSecret, not_enabled_error, requ
 from .. import _central_sql as ddl
 from ._shared import central_rows
 
-__all__ = ["CentralStore", "SCHEMA_VERSION", "backends", "id_array"]
+__all__ = ["CentralStore", "SCHEMA_VERSION", "SnapshotState", "backends", "id_array"]
 
 #: the schema version :meth:`CentralStore.migrate` creates or upgrades to; every backend
 #: numbers its migrations alike (checked when a backend class is declared)
 SCHEMA_VERSION = len(ddl.POSTGRES)
 
 _BACKENDS: dict[str, type[CentralStore]] = {}
+
+
+@dataclass(frozen=True)
+class SnapshotState:
+    """What :meth:`CentralStore.snapshot_state` returns: ``identity`` (the store's id, and on
+    PostgreSQL its database and schema), ``schema_version``, ``marker`` (the change marker
+    now, text), ``since_ok`` (False when the earlier marker is ahead of the store's: a store
+    rebuilt or restored since), ``changed`` (ids written since it that the store holds) and
+    ``gone`` (ids written since it that the store lacks)."""
+
+    identity: str
+    schema_version: int
+    marker: str
+    since_ok: bool = True
+    changed: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
 
 
 def backends() -> dict[str, type[CentralStore]]:
@@ -186,6 +203,27 @@ class CentralStore(abc.ABC):
     def probe_hard_delete(self, invoice_id: str) -> None:
         """Try ``DELETE FROM invoices`` for one id in a transaction rolled back either way;
         raises the store's refusal (the driver's error) if it refuses."""
+
+    # -- whole-store comparison pushed down (invoicekit.io.pushdown) -------------------
+    #: the store compares staged keys itself (:meth:`compare_keys`); else reconcile reads it whole
+    compares_keys: ClassVar[bool] = False
+
+    def compare_keys(self, keys: pa.Table, *, opaque: Sequence[str] = ()) -> pa.Table:
+        """The ids whose keys (``invoicekit.io.pushdown.KEY_SCHEMA``: id, version, checksum,
+        currency, modified_at, deleted_at) differ between ``keys`` and the store, the local ids
+        it lacks and the central-only ids, with the central row's keys
+        (``pushdown.DIFF_SCHEMA``). Central rows whose client text starts with one of
+        ``opaque`` count as differing. Only backends with :attr:`compares_keys` implement it."""
+        raise UsageError(f"central store {self.display}: this backend does not compare keys in the store")
+
+    # -- incremental snapshots (invoicekit.io.snapshot; schema version 10) ---------------
+    @abc.abstractmethod
+    def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
+        """The store's identity, schema version and change marker now, in one connection, and
+        with ``since`` (a marker of the store named ``identity``, used only when that is this
+        store) the ids of the invoices written since it (inserted, updated, tombstoned), those
+        the store still holds apart from those it no longer holds. The marker is taken before
+        anything else is read, so a read that follows sees at least what it covers."""
 
     # -- the same on every backend --------------------------------------------------------
     def push_token(self, token: TokenLike, *, enabled: bool) -> str | None:

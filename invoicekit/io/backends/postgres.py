@@ -48,7 +48,7 @@ from ._shared import (
     csv_bytes,
     with_stage_extra,
 )
-from .base import CentralStore, now_iso
+from .base import CentralStore, SnapshotState, now_iso
 
 __all__ = ["PostgresStore", "PG_SELECT", "default_push_role"]
 
@@ -119,6 +119,48 @@ class PostgresStore(CentralStore):
                 conn.execute("DELETE FROM invoices WHERE id = %s", (invoice_id,))
             finally:
                 conn.rollback()
+
+    # -- whole-store comparison pushed down (invoicekit.io.pushdown) -----------------------
+    compares_keys = True
+
+    def compare_keys(self, keys: pa.Table, *, opaque: Sequence[str] = ()) -> pa.Table:
+        """ADBC's bulk ingest (binary ``COPY``) stages ``keys`` into a temporary table of the
+        session (in memory: ``temp_buffers`` is raised before it exists), which is
+        full-outer-joined with ``invoices`` on id in one hash join (``work_mem`` raised
+        for the transaction so the hash of the staged keys stays in memory); only the rows
+        whose keys differ come back."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc_pg
+        except ImportError as exc:  # pragma: no cover
+            raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
+        marks = "".join(f" OR starts_with(i.client_data_text, ${n})" for n in range(1, len(opaque) + 1))
+        sql = _KEYS_DIFF.format(keys=_KEYS_TABLE, opaque=f" AND NOT coalesce(false{marks}, false)" if opaque else "")
+        with adbc_pg.connect(self.libpq) as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(_KEYS_SESSION)
+                cur.adbc_ingest(_KEYS_TABLE, keys, mode="create", temporary=True)
+                for stmt in _KEYS_PREPARE:
+                    cur.execute(stmt)
+                cur.execute(sql, list(opaque) or None)
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+
+    # -- incremental snapshots --------------------------------------------------------------
+    def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
+        """The marker is ``pg_current_snapshot()`` (which transactions had committed), taken
+        first; the identity is the store's uuid, its database's oid and its schema (a database
+        cloned from a template keeps the uuid, not the oid)."""
+        with self.pg() as conn:
+            current, version, marker = conn.execute(_SNAPSHOT_NOW).fetchone()
+            if since is None or identity != current:
+                return SnapshotState(current, version, marker)
+            if not conn.execute(_SNAPSHOT_SINCE_OK, (since, marker)).fetchone()[0]:
+                return SnapshotState(current, version, marker, since_ok=False)
+            rows = conn.execute(_SNAPSHOT_CHANGED, (since, since)).fetchall()
+        return SnapshotState(current, version, marker, changed=tuple(r[0] for r in rows if r[1]),
+                             gone=tuple(r[0] for r in rows if not r[1]))
 
     # -- plain statements -------------------------------------------------------------------
     mark = "%s"
@@ -359,6 +401,18 @@ _SECRET_UPSERT = ("INSERT INTO invoicekit_token_secret (singleton, secret) VALUE
 _IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_role, enabled_at) VALUES (1, %s, %s, %s) "
                     "ON CONFLICT (singleton) DO UPDATE SET issuer = excluded.issuer, push_role = excluded.push_role")
 
+# -- incremental snapshots (schema version 10) -------------------------------------------------
+_SNAPSHOT_NOW = ("SELECT (SELECT store_id FROM invoicekit_store) || '/' || (SELECT oid FROM pg_database "
+                 "WHERE datname = current_database())::text || '/' || current_schema(), "
+                 "(SELECT max(version) FROM invoicekit_schema), pg_current_snapshot()::text")
+_SNAPSHOT_SINCE_OK = "SELECT pg_snapshot_xmax(%s::pg_snapshot) <= pg_snapshot_xmax(%s::pg_snapshot)"
+# the invoices whose last writing transaction is not visible in snapshot ``since``: an index
+# range from the snapshot's xmin on (the parameter is bound, so the planner sees its value),
+# then the snapshot's own visibility test; with whether the store still holds each
+_SNAPSHOT_CHANGED = ("SELECT c.invoice_id, EXISTS (SELECT 1 FROM invoices i WHERE i.id = c.invoice_id) "
+                     "FROM invoicekit_changes c WHERE c.xid >= pg_snapshot_xmin(%s::pg_snapshot) "
+                     "AND NOT pg_visible_in_snapshot(c.xid, %s::pg_snapshot)")
+
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = "SELECT to_regclass('invoices') IS NOT NULL, max(version) FROM invoicekit_schema"
 _HAS_TABLE_SQL = "SELECT to_regclass(%s) IS NOT NULL"
@@ -385,6 +439,24 @@ PG_SELECT = f"SELECT {_PG_COLUMNS} FROM invoices"
 _IDS_TABLE = "ik_read_ids"
 _IDS_PREPARE = [f"ANALYZE {_IDS_TABLE}", "SET LOCAL jit = off"]  # (a read of ids costs no JIT compilation)
 _IDS_SELECT = f"SELECT {_PG_COLUMNS}, k.ik_ord FROM invoices JOIN {_IDS_TABLE} k ON k.ik_id = invoices.id"
+
+# reconcile(..., scope="all") pushed down: the local keys staged (see read_central(ids=...)
+# above), joined with every central row on id, and only the ids whose keys differ (or that
+# one side lacks) returned, with the central row's keys
+_KEYS_TABLE = "ik_compare_keys"
+_KEYS_SESSION = "SET temp_buffers = '1GB'"  # before the session's first temporary table
+# (no ANALYZE: a full join has one plan, a hash join, whose size the planner takes from the
+# table's pages)
+_KEYS_PREPARE = ["SET LOCAL jit = off", "SET LOCAL work_mem = '512MB'"]
+_KEYS_DIFF = """
+SELECT coalesce(k.ik_id, i.id) AS id, k.ik_id IS NOT NULL AS in_local, i.id IS NOT NULL AS in_central,
+       i.version::int8 AS version, i.checksum, i.modified_at, i.deleted_at
+FROM {keys} k FULL JOIN invoices i ON i.id = k.ik_id
+WHERE NOT coalesce(i.version = k.ik_version AND i.checksum = k.ik_checksum
+                   AND i.currency IS NOT DISTINCT FROM k.ik_currency
+                   AND i.modified_at IS NOT DISTINCT FROM k.ik_modified_at
+                   AND i.deleted_at IS NOT DISTINCT FROM k.ik_deleted_at{opaque}, false)
+"""
 
 
 def _cents_to_decimal(cents: pa.ChunkedArray, scale: int = 2, precision: int = 12) -> pa.Array:

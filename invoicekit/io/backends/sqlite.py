@@ -33,7 +33,7 @@ from ._shared import (
     apply_migrations,
     with_stage_extra,
 )
-from .base import CentralStore, now_iso
+from .base import CentralStore, SnapshotState, now_iso
 
 __all__ = ["SqliteStore"]
 
@@ -120,6 +120,23 @@ class SqliteStore(CentralStore):
         finally:
             conn.execute("ROLLBACK")
             conn.close()
+
+    # -- incremental snapshots --------------------------------------------------------------
+    def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
+        """The marker is the change counter (one writer at a time: it orders the commits),
+        read in one statement with the store's id."""
+        conn = _sqlite.open_checked(self.path, tables=())
+        try:
+            current, version, marker = conn.execute(_SNAPSHOT_NOW).fetchone()
+            if since is None or identity != current:
+                return SnapshotState(current, version, str(marker))
+            if not since.isdigit() or int(since) > marker:
+                return SnapshotState(current, version, str(marker), since_ok=False)
+            rows = conn.execute(_SNAPSHOT_CHANGED, (int(since),)).fetchall()
+        finally:
+            conn.close()
+        return SnapshotState(current, version, str(marker), changed=tuple(r[0] for r in rows if r[1]),
+                             gone=tuple(r[0] for r in rows if not r[1]))
 
     # -- plain statements -------------------------------------------------------------------
     mark = "?"
@@ -270,6 +287,13 @@ _SECRET_UPSERT = ("INSERT INTO invoicekit_token_secret (singleton, secret) VALUE
                   "ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret")
 _IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_role, enabled_at) VALUES (1, ?, NULL, ?) "
                     "ON CONFLICT (singleton) DO UPDATE SET issuer = excluded.issuer")
+
+# -- incremental snapshots (schema version 10) -------------------------------------------------
+_SNAPSHOT_NOW = ("SELECT (SELECT store_id FROM invoicekit_store), (SELECT max(version) FROM invoicekit_schema), "
+                 "(SELECT seq FROM invoicekit_change_seq WHERE singleton = 1)")
+# the invoices whose change counter passed the marker (an index range), with whether the store holds each
+_SNAPSHOT_CHANGED = ("SELECT c.invoice_id, EXISTS (SELECT 1 FROM invoices i WHERE i.id = c.invoice_id) "
+                     "FROM invoicekit_changes c WHERE c.seq > ?")
 
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = ("SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'invoices') = 1, "
