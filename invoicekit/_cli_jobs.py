@@ -19,7 +19,8 @@ import pandas as pd
 
 from .errors import UsageError, ValidationError, mask_secrets
 
-__all__ = ["emit", "show", "records", "validate_cmd", "verify_cmd", "reconcile_cmd", "sync_cmd", "load_cmd"]
+__all__ = ["emit", "show", "records", "add_limit", "html_path", "validate_cmd", "verify_cmd", "reconcile_cmd",
+           "sync_cmd", "load_cmd"]
 
 EXIT_OK, EXIT_FOUND = 0, 1
 #: rows of each printed list unless ``--limit`` says otherwise
@@ -27,6 +28,22 @@ DEFAULT_LIMIT = 50
 
 
 # -- output ----------------------------------------------------------------------------
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows (0: all), not {text!r}")
+    return n
+
+
+def add_limit(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--limit N`` option of the commands that print lists (also ``dedupe``, ``render``)."""
+    parser.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"rows of each printed list (default {DEFAULT_LIMIT}; 0: all)")
+
+
 def _plain(value):
     if isinstance(value, Decimal):
         return str(value)
@@ -61,7 +78,7 @@ def show(frame: pd.DataFrame, limit: int, *, what: str = "rows") -> None:
         say(f"... {len(frame) - limit:,} more {what} (--limit 0 shows all)")
 
 
-def _html_path(path: str, store: str, several: bool) -> str:
+def html_path(path: str, store: str, several: bool) -> str:
     """``path`` itself for one store; ``<stem>_<store stem><ext>`` for each of several."""
     if not several:
         return path
@@ -163,7 +180,7 @@ def reconcile_cmd(args: argparse.Namespace) -> int:
         rec = reconcile(read_local(path, currency=args.currency), central)
         differs |= rec.differs
         if args.html:
-            rec.to_html(_html_path(args.html, path, len(args.local) > 1))
+            rec.to_html(html_path(args.html, path, len(args.local) > 1))
         if args.json:
             emit({"store": path, "central": mask_secrets(args.central), "differs": rec.differs,
                   "counts": rec.counts()})
@@ -178,28 +195,6 @@ def reconcile_cmd(args: argparse.Namespace) -> int:
 
 
 # -- sync --------------------------------------------------------------------------------
-def _check_like_apply(plan, central: str, who: str | None) -> None:
-    """What ``apply_sync`` checks before it writes, for a dry run: the pushes pass validation
-    (strictly: a ValidationError naming store, row and rule), the central store has the
-    schema and ledger a sync needs, and it accepts the pusher's identity (verified by the
-    store, nothing written: a missing or refused token is the real run's IdentityError)."""
-    from .io.central import CentralStore
-    from .schema import InvoiceSet
-    from .validate import validate
-
-    pushes = plan.ops[plan.ops["kind"] == "push"]
-    if len(pushes):
-        ids = set(pushes["invoice_id"])
-        target = plan.target
-        validate(InvoiceSet(target.invoices[target.invoices["id"].isin(ids)],
-                            target.lines[target.lines["invoice_id"].isin(ids)]), strict=True)
-    store = CentralStore(central)
-    store.require_schema()
-    store.require_ledger()
-    if len(pushes):
-        store.identify(who)
-
-
 def sync_cmd(args: argparse.Namespace) -> int:
     """``invoicekit sync``: reconcile, resolve (``--decisions``), plan, and apply unless ``--dry-run``."""
     from ._decisions_csv import read_decisions_csv, write_unresolved_csv
@@ -207,6 +202,7 @@ def sync_cmd(args: argparse.Namespace) -> int:
     from .reconcile import reconcile
     from .resolve import resolve
     from .sync import apply_sync, plan_sync
+    from .sync.apply import check_sync
 
     check_central(args.central, "--central")
     local_paths([args.local], "--local")
@@ -220,7 +216,7 @@ def sync_cmd(args: argparse.Namespace) -> int:
     result = None
     who = token(args)
     if args.dry_run:
-        _check_like_apply(plan, args.central, who)
+        check_sync(plan, args.central, identify=True, token=who)  # what the real run checks before it writes
     else:
         result = apply_sync(plan, local=args.local, central=args.central, token=who)
     if args.html:

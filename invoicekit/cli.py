@@ -19,7 +19,7 @@ import argparse
 import sys
 import traceback
 
-from ._cli_jobs import DEFAULT_LIMIT
+from ._cli_jobs import add_limit
 from ._version import __version__
 from .errors import InvoicekitError, UsageError, driver_errors, mask_secrets, translate
 from .resolve import STRATEGIES
@@ -38,23 +38,12 @@ _TOKEN_HELP = ("file holding this pusher's signed identity token "
                "(default: $INVOICEKIT_TOKEN, or the file named by $INVOICEKIT_TOKEN_FILE)")
 
 
-def _limit(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of rows (0: all), not {text!r}")
-    return n
-
-
 def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The ``--json`` and ``--limit`` options every command shares."""
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object per line and per store")
     limit = argparse.ArgumentParser(add_help=False)
-    limit.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT, metavar="N",
-                       help=f"rows of each printed list (default {DEFAULT_LIMIT}; 0: all)")
+    add_limit(limit)
     return as_json, limit
 
 

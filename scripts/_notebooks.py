@@ -7,9 +7,6 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-#: the tag of cells whose output depends on the machine (nbval does not compare it)
-IGNORE = "nbval-ignore-output"
-
 
 def build(cells) -> nbformat.NotebookNode:
     """A notebook of ``cells``: (kind, text) or (kind, text, tags) with kind "md" or "code"."""

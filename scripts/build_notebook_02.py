@@ -1,10 +1,13 @@
-"""Build and execute ``notebooks/02_reconcile_sync.ipynb`` (run from the repository root).
+"""Build and execute ``notebooks/02_duplicates.ipynb`` (run from the repository root).
 
     .venv/bin/python scripts/build_notebook_02.py
 
 The notebook is committed executed; ``make test`` re-runs it under nbval and compares the
-outputs, so every printed value here must be deterministic (sample data are seeded;
-anything depending on the clock or on fresh uuids is kept out of the outputs).
+outputs, so every printed value must be deterministic: the sample data are seeded, the
+cleanup id is derived from what it removes, and what legitimately changes between runs (the
+temporary folder's path in a result's header) is rewritten by
+``notebooks/nbval_sanitize.cfg`` before the comparison. The key results are asserted in the
+cells, and the temporary folder is removed by the last cell.
 """
 
 from __future__ import annotations
@@ -15,190 +18,178 @@ from pathlib import Path
 from _notebooks import execute  # scripts/ is sys.path[0] when run
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "notebooks" / "02_reconcile_sync.ipynb"
+TARGET = ROOT / "notebooks" / "02_duplicates.ipynb"
 
-CELLS: list[tuple[str, str]] = [
-    ("md", """# 02 · Reconcile the devices with the central store, resolve, sync back
+CELLS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("md", """# 02 · Duplicate invoices: find, explore, review, clean up reversibly
 
-The analyst's main job: find out exactly how each offline store differs from the central
-database, decide what should win, and write the result to both sides **once**, with an audit
-trail. Everything runs on the committed sample data against an embedded central store
+After the sync: find the invoices that were entered more than once (re-keyed on a second
+device, imported twice, retyped from paper), explore their scores and reasons, review the
+clusters, remove the copies from the central store with an audit trail, and take that back.
+
+Everything runs on the committed, seeded sample data against an embedded central store
 (SQLite, in a temporary directory); point `url` at a `postgresql://` URL for the real thing,
-the calls are the same."""),
-    ("code", """%matplotlib inline
+the calls are the same.""", ()),
+    ("code", """import json
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 import invoicekit as ik
+from invoicekit.io.records import read_audit
 from invoicekit.samples import read_jsonl
 
 SAMPLES = Path("../data/samples") if Path("../data/samples").exists() else Path("data/samples")
 work = Path(tempfile.mkdtemp(prefix="invoicekit-02-"))
 url = "sqlite:///" + (work / "central.sqlite").as_posix()
 print("schema version:", ik.init_db(url))
-print("central invoices written:", ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url).written)
-for name in ("device_a", "device_b"):  # sync copies: the committed samples stay as they are
-    shutil.copy(SAMPLES / f"{name}.sqlite", work / f"{name}.sqlite")"""),
-    ("md", """## 1. Reconcile
+ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url).summary()""", ()),
+    ("md", """## 1. Find the duplicates
 
-`ik.reconcile(local, central)` gives every invoice a status. The toolkit's own store
-(`device_a`) records the base each offline edit started from, so *ahead* versus *conflict*
-is an exact three-way decision; `device_b` is a legacy store without bases, judged by
-versions, `sync_status` and `modified_at` (the rules are in `invoicekit.reconcile`'s
-docstring)."""),
-    ("code", """central = ik.read_central(url)
-rec_a = ik.reconcile(ik.read_local(work / "device_a.sqlite"), central)
-rec_a"""),
-    ("md", """The samples come with the truth: `situations.csv` says which sync situation each device
-invoice was put in. Statuses found (columns) against the truth (rows):"""),
-    ("code", """truth = pd.read_csv(SAMPLES / "situations.csv")
-rec_b = ik.reconcile(ik.read_local(work / "device_b.sqlite"), central)
-crosstabs = {}
-for name, rec in (("device_a", rec_a), ("device_b", rec_b)):
-    found = truth[truth["device"] == name].merge(rec.status[["id", "status"]].astype(object), on="id")
-    crosstabs[name] = pd.crosstab(found["situation"], found["status"])
-crosstabs["device_a"]"""),
-    ("code", """crosstabs["device_b"]"""),
-    ("md", """`device_b` has no bases: an invoice edited on both sides is a `conflict` only when its
-versions say so, and the two `damaged` rows (tampered after writing) show up as differing.
-The counts side by side:"""),
-    ("code", """# NBVAL_IGNORE_OUTPUT
-counts = pd.DataFrame({"device_a": rec_a.counts(), "device_b": rec_b.counts()})
-ax = counts.drop(index="central_only").plot.barh(figsize=(8, 3.8), width=0.8)
-ax.invert_yaxis()
-ax.set_xlabel("invoices")
-ax.set_title("Reconcile status per device (central-only invoices left out)")
-plt.tight_layout()"""),
-    ("code", """counts"""),
-    ("md", """## 2. What exactly differs
+`ik.find_duplicates` never builds an N×N matrix: several blocking rules (tax id, normalised
+client name, normalised invoice number, amount within a date window, a sorted neighbourhood)
+propose candidate pairs, and every candidate is compared field by field over whole arrays.
+Tombstones are ignored. The result shows itself: counts by action, a score histogram and the
+pairs, best first.""", ()),
+    ("code", """invoices = ik.read_central(url)
+pairs = ik.find_duplicates(invoices, progress=False)
+print(f"{len(invoices):,} invoices in the store ({int(invoices.invoices['deleted_at'].isna().sum())} live):",
+      pairs.stats)
+pairs""", ()),
+    ("md", """Each pair has one similarity per field (`sim_<field>`, 0–1), a `score`, the decision
+`is_duplicate` at the preset's fixed threshold, an `action` and a `reason` a person reads.
+`action` is `skip` for a plain re-entry (number, total, client name and lines all agree: drop
+the copy), `merge` when the copies differ (merge fields into the survivor), `review` below the
+threshold. The samples come with the truth (`duplicates.csv`: which invoice is a copy of which,
+and how the copy was made); one pair of each kind:""", ()),
+    ("code", """truth = pd.read_csv(SAMPLES / "duplicates.csv")
+truth[["id_a", "id_b"]] = pd.DataFrame(sorted(p) for p in zip(truth["id"], truth["duplicate_of"]))
+found = pairs.pairs.astype({"id_a": str, "id_b": str}).merge(truth[["id_a", "id_b", "kind"]], how="left")
+pd.set_option("display.max_colwidth", 120)
+one_of_each = found.sort_values(["kind", "score"]).drop_duplicates("kind")
+one_of_each[["kind", "sim_client_name", "sim_invoice_number", "score", "action", "reason"]]""", ()),
+    ("md", """Pairwise precision and recall against the truth, for the default `invoice` preset and for
+`preset="seed"`, the design's weighted similarity (invoice number 0.3, total 0.25, client 0.25,
+date 0.2; duplicate from 0.85). On this small sample both are right; the seed preset's scores
+sit much closer to its threshold, and it calls fewer pairs plain re-entries. The harder,
+adversarial data (subscriptions, shared numbers, lost tax ids) are in
+`benchmarks/dedupe_bench.py`.""", ()),
+    ("code", """TRUE_PAIRS = set(zip(truth["id_a"], truth["id_b"]))
 
-`rec.fields` has one row per differing field, with the base, local and central value and
-which side changed it. Line items are compared line by line, a line being identified by
-its description and occurrence (`lines[Installation#1].quantity`)."""),
-    ("code", """conflicts = rec_a.status.loc[rec_a.status["status"] == "conflict", "id"]
-example = conflicts.iloc[0]
-rec_a.fields[rec_a.fields["id"] == example]"""),
-    ("md", """## 3. Resolve
 
-`three_way` takes every field changed on one side only from that side, accepts fields
-changed alike on both, and leaves the rest for a decision. Nothing unresolved is written."""),
-    ("code", """res = ik.resolve(rec_a, strategy="three_way")
-res"""),
-    ("code", """res.unresolved[["id", "field", "base", "local", "central"]]"""),
-    ("md", """The analyst decides in `ConflictReview`: one conflict at a time, base / local / central side
-by side with the changes highlighted, a toggle per field, "whole invoice" and "take all"
-buttons, a progress bar, and a key box (ipywidgets has no key events of its own: letters
-typed there run commands, listed in the widget). In JupyterLab you click; the widget is
-shown here, and its output is not compared by the tests (a widget's view is new every run)."""),
-    ("code", """# NBVAL_IGNORE_OUTPUT
-from invoicekit.widgets import ConflictReview
+def accuracy(result):
+    found = set(zip(result.duplicates["id_a"].astype(str), result.duplicates["id_b"].astype(str)))
+    hits = len(found & TRUE_PAIRS)
+    precision, recall = hits / max(len(found), 1), hits / len(TRUE_PAIRS)
+    return {"preset": result.preset, "threshold": result.threshold, "duplicates": len(found),
+            "precision": round(precision, 3), "recall": round(recall, 3),
+            "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 3)}
 
-review = ConflictReview(res)  # the Resolution keeps the Reconciliation it decided
-review"""),
-    ("md", """Every button and key is also a method, so a review can be scripted (or checked): here the
-central value for quantities and the local one for everything else, and one invoice taken
-whole from the device with `field="*"`. `review.decisions` is exactly the `(id, field,
-choice)` frame `resolve` takes, and `review.apply()` re-resolves with it."""),
-    ("code", """whole = res.unresolved["id"].iloc[-1]
-for inv, field in res.unresolved[["id", "field"]].itertuples(index=False):
-    if inv != whole:
-        review.choose(inv, field, "central" if field.endswith(".quantity") else "local")
-review.choose(whole, "*", "local")
-decided, total = review.progress()
-assert decided == total == res.unresolved["id"].nunique()
-print(f"decided {decided} of {total} conflicts")
-review.decisions.assign(id=review.decisions["id"].str[:8])"""),
-    ("code", """res = review.apply()
-assert (res.actions["action"] == "unresolved").sum() == 0
-assert res.actions.set_index("id").loc[whole, "winner"] == "local"
-print("left unresolved:", int((res.actions["action"] == "unresolved").sum()))
-res.actions["action"].value_counts()"""),
-    ("md", """## 4. Plan (a dry run), then sync
 
-`plan_sync` lists every operation before anything is written: its deterministic op id, the
-central version it expects and the version it writes, the payload checksum."""),
-    ("code", """plan = ik.plan_sync(res)
-plan.summary()"""),
-    ("code", """plan.ops[["kind", "invoice_id", "status", "expected_central_version", "new_version"]].head(8)"""),
-    ("code", """result = ik.apply_sync(plan, local=work / "device_a.sqlite", central=url, actor="notebook-02")
-result.summary()"""),
-    ("md", """Running the same plan again changes nothing: every operation is in the central ledger and
-in the device's own ledger already."""),
-    ("code", """again = ik.apply_sync(plan, local=work / "device_a.sqlite", central=url, actor="notebook-02")
-again.results[["central", "local"]].value_counts()"""),
-    ("code", """after = ik.reconcile(ik.read_local(work / "device_a.sqlite"), ik.read_central(url))
-{k: v for k, v in after.counts().items() if v}"""),
-    ("md", """The central store's append-only audit trail: who, which strategy, versions and checksums
-before and after, one row per applied operation (the initial `write_central` has its own
-rows, strategy `write_central`, left out here)."""),
-    ("code", """with sqlite3.connect(work / "central.sqlite") as conn:
-    audit = pd.read_sql("SELECT actor, kind, strategy, before_version, after_version, after_checksum "
-                        "FROM invoicekit_audit WHERE strategy <> 'write_central'", conn)  # the sync's rows
-print(len(audit), "audit rows for", len(plan.ops[plan.ops["kind"] == "push"]), "pushes")
-(audit.assign(before_version=audit["before_version"].astype("Int64"))
-      .groupby(["actor", "kind", "strategy", "before_version", "after_version"], dropna=False)
-      .size().rename("operations").reset_index())"""),
-    ("md", """## 5. A version that moved meanwhile is a conflict, never a lost update
+seed = ik.find_duplicates(invoices, preset="seed", progress=False)
+scores = pd.DataFrame([accuracy(r) | {"lowest score": r.duplicates["score"].min().round(3)}
+                       | r.duplicates["action"].value_counts().to_dict() for r in (pairs, seed)]).fillna(0)
+assert (scores["f1"] == 1.0).all()  # both presets find exactly the true pairs here
+scores""",
+     ()),
+    ("md", """## 2. Cluster, choose the survivors
 
-Plan against `device_b`, then let someone change one of the planned invoices centrally before
-the plan is applied: that push is refused and comes back as a conflict."""),
-    ("code", """rec = ik.reconcile(ik.read_local(work / "device_b.sqlite"), ik.read_central(url))
-plan_b = ik.plan_sync(ik.resolve(rec, strategy="last_write_wins"))
-victim = plan_b.ops.loc[(plan_b.ops["kind"] == "push") & plan_b.ops["expected_central_version"].notna(),
-                        "invoice_id"].iloc[0]
-with sqlite3.connect(work / "central.sqlite") as conn:  # a concurrent central edit
-    conn.execute("UPDATE invoices SET version = version + 1 WHERE id = ?", (victim,))
-out = ik.apply_sync(plan_b, local=work / "device_b.sqlite", central=url, actor="notebook-02")
-print("refused:", list(out.conflicts["invoice_id"]) == [victim])
-out.summary()"""),
-    ("md", """## 6. On the device: every change queued, drained exactly once
+`cluster_duplicates` groups the duplicate pairs into entries of the same invoice. The cluster
+id is the smallest member id, so it is the same on every run and in every row order; a weak
+link cannot chain unrelated invoices (lone weak bridges are cut, oversized groups left out).
+`resolve_duplicates(..., keep="most_complete")` keeps, per cluster, the entry with the most
+filled client, number and line fields (then the earliest). Nothing is written yet.""", ()),
+    ("code", """clusters = ik.cluster_duplicates(pairs)
+print("clusters by size:", clusters.summary().to_dict("records"), "|", clusters.summary().attrs)
+resolution = ik.resolve_duplicates(invoices, clusters, keep="most_complete")
+print(repr(resolution))
+resolution.summary()""", ()),
+    ("md", """`invoices left` counts the whole set minus the removed entries, tombstones included; the live
+invoices left are fewer. What survives, for the first clusters: each removed entry next to
+its survivor.""", ()),
+    ("code", """print("live invoices left:", int(resolution.invoices["deleted_at"].isna().sum()))
+fields = ["id", "invoice_number", "client_name", "client_email", "total", "created_at"]
+inv = invoices.invoices[fields].astype({"id": str})
+shown = (resolution.removed.astype({"id": str, "survivor_id": str}).head(4)[["id", "survivor_id", "score"]]
+         .merge(inv, on="id").merge(inv, left_on="survivor_id", right_on="id", suffixes=("_removed", "_kept")))
+shown[["score", "invoice_number_removed", "invoice_number_kept", "client_name_removed", "client_name_kept",
+       "created_at_removed", "created_at_kept"]]""", ()),
+    ("md", """## 3. A reviewer's decision
 
-`LocalStore` writes the invoice row and its `sync_queue` operation in one transaction;
-`SyncEngine` drains the queue oldest first in batches, retrying connection trouble with
-exponential backoff."""),
-    ("code", """store = ik.LocalStore(work / "device_a.sqlite")
-new_id = store.create(invoice_number="INV-NB-0001", currency="EUR", client={"name": "Notebook Ltd"},
-                      line_items=[{"description": "Training day", "quantity": 2, "unit_price": "850.00"}])
-store.update(new_id, line_items=[{"description": "Training day", "quantity": 3, "unit_price": "850.00"}])
-print(list(store.queue()["operation"]))
-drained = ik.SyncEngine(work / "device_a.sqlite", url, actor="notebook-02").drain()
-drained.summary()"""),
-    ("code", """row = ik.read_central(url, where={"id": new_id}).invoices.iloc[0]
-print(row["invoice_number"], row["total"], "version", row["version"], "| queue left:", len(store.queue()))"""),
-    ("md", """## 7. Every write is compare-and-set
+A reviewer looks at the weakest pair and decides the two invoices are *not* the same.
+`ik.record_decisions` keeps that in the store (the latest decision on a pair wins), and
+`find_duplicates(..., decisions=store)` respects it on every later run: the pair is no
+longer a duplicate, and its reason names the reviewer.""", ()),
+    ("code", """weakest = pairs.duplicates.sort_values(["score", "id_a"]).iloc[0]
+recorded = ik.record_decisions(url, [(weakest["id_a"], weakest["id_b"], False)], actor="reviewer@example")
+print("stored:", recorded.drop(columns="at").to_dict("records"))
+reviewed = ik.find_duplicates(invoices, decisions=url, progress=False)
+print(repr(reviewed), "| decisions applied:", reviewed.stats["decisions"])
+row = reviewed.pairs.set_index(["id_a", "id_b"]).loc[(weakest["id_a"], weakest["id_b"])]
+print("is_duplicate:", bool(row["is_duplicate"]), "| action:", row["action"])
+print("reason:", row["reason"])""", ()),
+    ("md", """In a notebook the reviewer does this in `DuplicateReview`: pair (or cluster) cards with
+the differing fields highlighted, "same" / "not the same" / "skip for now" buttons and keys,
+and `save()`, which records the answers in the store. Pairs the store already holds a
+decision on are left out, so the weakest pair decided above does not come back. The tests
+compare its static view (the interactive one is new each run); the scripted calls below are
+what the buttons do.""", ()),
+    ("code", """from invoicekit.widgets import DuplicateReview
 
-An analyst who writes an old copy of the central set again (here: the sample set loaded at
-the top, before the syncs above) lowers no version, revives no deleted invoice and
-overwrites nothing: `write_central` returns a `WriteResult` that counts each outcome and
-lists every refused row with its reason. Only `force=True` overwrites, and the audit trail
-names it."""),
-    ("code", """again = ik.write_central(read_jsonl(SAMPLES / "central.jsonl"), url)
-print(again.refused["reason"].value_counts().to_dict())
-again.summary()"""),
-    ("md", """## 8. A store written by other software
+review = DuplicateReview(pairs, store=url, invoices=invoices)
+review""", ()),
+    ("code", """assert review.left_out == 1  # the pair decided above is not asked again
+first = review.pairs.iloc[0]
+review.mark(first["id_a"], first["id_b"], True)  # "same"
+print("answers:", len(review.decisions), "| left out (already decided):", review.left_out)
+saved = review.save()
+print("saved:", len(saved), "| saving again writes:", len(review.save()))""", ()),
+    ("md", """Note that `action` says `skip` both for a plain re-entry and for a pair marked not the same;
+`is_duplicate` is what tells them apart, and what clustering uses.
 
-The devices' schema leaves much open. `invoicekit.foreign` writes stores the way other
-software does (plain `sqlite3`, no toolkit conventions); this one honours `sync_queue`'s
-foreign key, so a deleted invoice keeps its row and only a queued `delete` says it is gone,
-and it stores timestamps as epoch numbers in some rows. Reconcile sees the deletions, and a
-sync pushes them as tombstones one version up."""),
-    ("code", """from invoicekit.foreign import write_foreign_store
+## 4. Apply the cleanup to the store, then undo it
 
-fk = write_foreign_store(work / "foreign.sqlite", kind="kept_row_delete", seed=1)
-fk.write_central_seed(work / "foreign_seed.sqlite")
-print(ik.write_central(ik.read_local(work / "foreign_seed.sqlite"), url).summary().to_dict("records"))
-rec_f = ik.reconcile(ik.read_local(fk.path), url)
-print({k: v for k, v in rec_f.counts().items() if v})
-out_f = ik.apply_sync(ik.plan_sync(ik.resolve(rec_f)), local=fk.path, central=url, actor="notebook-02")
-now = ik.read_central(url, lines=False).invoices.set_index("id")
-want = fk.expected[fk.expected["present"]].set_index("id")
-print("ok:", out_f.ok, "| deleted as the truth says:",
-      bool((now.loc[want.index, "deleted_at"].notna().to_numpy() == want["deleted"].to_numpy(bool)).all()))"""),
+`ik.apply_duplicates` turns every removed entry into a tombstone (version + 1, content kept)
+through the compare-and-set write path, in one transaction, with an audit row each (who,
+survivor, score). The cleanup id is derived from what it removes, so applying the same
+resolution twice is one cleanup.""", ()),
+    ("code", """resolution = ik.resolve_duplicates(invoices, ik.cluster_duplicates(reviewed), keep="most_complete")
+before = ik.read_central(url, lines=False).invoices.set_index("id")
+applied = ik.apply_duplicates(resolution, store=url, actor="analyst@example")
+applied""", ()),
+    ("code", """during = ik.read_central(url, lines=False).invoices
+print("cleanup id:", applied.cleanup_id, "| ok:", applied.ok, "| written:", applied.written)
+print("live invoices:", int(before["deleted_at"].isna().sum()), "->", int(during["deleted_at"].isna().sum()))
+again = ik.apply_duplicates(resolution, store=url, actor="analyst@example")
+print("applying it again: same cleanup id", again.cleanup_id == applied.cleanup_id, dict(again.summary().values))
+left = ik.find_duplicates(during, decisions=url, progress=False)
+print("duplicates left among the live invoices:", len(left.duplicates),
+      "| without the reviewer's decision:", len(ik.find_duplicates(during, progress=False).duplicates))
+assert applied.ok and again.cleanup_id == applied.cleanup_id and again.count("removed") == 0
+assert left.duplicates.empty
+applied.removed.head()""", ()),
+    ("md", """`ik.undo_duplicates(store, cleanup_id)` brings the entries back through the write path's one
+door out of a tombstone: content as before, one version more, audited as `undelete` under the
+same cleanup id.""", ()),
+    ("code", """undone = ik.undo_duplicates(url, applied.cleanup_id, actor="analyst@example")
+print(undone.action, undone.cleanup_id, "| ok:", undone.ok, dict(undone.summary().values))
+after = ik.read_central(url, lines=False).invoices.set_index("id").loc[before.index]
+print("live invoices after the undo:", int(after["deleted_at"].isna().sum()))
+print("every checksum as before:", bool((after["checksum"] == before["checksum"]).all()),
+      f"({len(after)} invoices)")
+moved = after["version"] - before["version"]
+print("versions:", moved.value_counts().sort_index().rename("invoices").to_dict(),
+      "(the cleaned entries went up twice: tombstone, then undelete)")
+audit = read_audit(url, op_id=applied.cleanup_id)
+print("audit trail of the cleanup:", audit.groupby(["kind", "actor"]).size().rename("rows").to_dict())
+print("one audit detail:", json.loads(audit["detail"].iloc[0]))
+assert undone.ok and (after["checksum"] == before["checksum"]).all()
+assert after["deleted_at"].isna().sum() == before["deleted_at"].isna().sum()""", ()),
+    ("md", """Notebook 03 renders invoice PDFs. The temporary folder goes:""", ()),
+    ("code", """shutil.rmtree(work)  # the temporary central store
+assert not work.exists()""", ()),
 ]
 
 

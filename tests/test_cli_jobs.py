@@ -192,8 +192,8 @@ def test_limit_cuts_printed_lists_only(loaded, capsys):
 def test_every_command_takes_json(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
     assert main(["db", "init", url, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"store": url, "schema_version": 9, "signed_identities": False,
-                                                   "push_role": None}
+    assert json.loads(capsys.readouterr().out) == {"store": url, "schema_version": ik.init_db(url),
+                                                   "signed_identities": False, "push_role": None}
     secret = tmp_path / "s"
     secret.write_text("k" * 40)
     assert main(["db", "token", "ann", "--secret-file", str(secret), "--json"]) == 0
@@ -205,7 +205,7 @@ def test_every_command_takes_json(tmp_path, capsys):
     for command in ("validate", "verify", "reconcile", "sync", "dedupe", "render", "demo"):
         r = run(command, "--help")
         assert "--json" in r.stdout, command
-    for command in ("validate", "verify", "reconcile", "sync"):
+    for command in ("validate", "verify", "reconcile", "sync", "dedupe", "render"):
         assert "--limit" in run(command, "--help").stdout, command
     assert "--json" in run("db", "load", "--help").stdout
 
@@ -308,3 +308,79 @@ def test_db_load_bad_files(central, tmp_path):
     assert r.returncode == 2 and "takes files" in r.stderr and "hunter2" not in r.stderr
     r = run("db", "load", central, str(tmp_path / "nope.jsonl"))
     assert r.returncode == 2 and "nope.jsonl" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- dedupe and render: --json per store, --limit ----------------------------------------------
+def _device(path, rows):
+    from tests._build import device_row, write_device_store
+
+    write_device_store(str(path), [device_row(i, **r) for i, r in rows])
+    return str(path)
+
+
+@pytest.fixture
+def two_devices(tmp_path):
+    """Device a: INV-7 entered twice, plus two others; device b: a copy of a's INV-00003 (new
+    id, same content: the invoice entered on both devices), plus one other."""
+    copy = {"invoice_number": "INV-00003", "client_data": json.dumps(
+        {"name": "Client 3", "email": "c3@example.com", "address": "1 Main St", "tax_id": "DE123"})}
+    a = _device(tmp_path / "a.sqlite", [(1, {"invoice_number": "INV-7"}),
+                                        (2, {"invoice_number": "INV-7", "created_at": "2026-03-02T09:00:00"}),
+                                        (3, {}), (4, {})])
+    b = _device(tmp_path / "b.sqlite", [(30, copy), (31, {})])
+    return a, b
+
+
+def test_dedupe_json_is_per_store(two_devices, capsys):
+    a, b = two_devices
+    assert main(["dedupe", "--local", a, b, "--json"]) == 1
+    objs = json_lines(capsys.readouterr().out)
+    assert [(o["store"], o["as_one_set"], o["invoices"], o["duplicate_pairs"]) for o in objs] == [
+        (a, False, 4, 1), (b, False, 2, 0)]
+    first = objs[0]["duplicates"]
+    assert len(first) == 1 and {first[0]["id_a"][-2:], first[0]["id_b"][-2:]} == {"01", "02"}
+    assert main(["dedupe", "--local", b, "--json"]) == 0  # each store on its own: b has no duplicates
+    assert json_lines(capsys.readouterr().out)[0]["duplicates"] == []
+
+
+def test_dedupe_as_one_set_tells_each_store_its_pairs(two_devices, capsys, tmp_path):
+    a, b = two_devices
+    html = tmp_path / "d.html"
+    assert main(["dedupe", "--local", a, b, "--as-one-set", "--json", "--html", str(html)]) == 1
+    objs = json_lines(capsys.readouterr().out)
+    assert [o["store"] for o in objs] == [a, b] and all(o["as_one_set"] for o in objs)
+    pairs = {o["store"]: {frozenset((p["id_a"][-2:], p["id_b"][-2:])) for p in o["duplicates"]} for o in objs}
+    assert pairs == {a: {frozenset(("01", "02")), frozenset(("03", "30"))}, b: {frozenset(("03", "30"))}}
+    assert [o["removable"] for o in objs] == [1, 1] and html.exists()  # a's earlier INV-7 and b's copy go
+
+
+def test_dedupe_limit_cuts_the_printed_pairs_only(two_devices, capsys):
+    a, b = two_devices
+    argv = ["dedupe", "--local", a, b, "--as-one-set"]
+    assert main([*argv, "--limit", "1"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("duplicate pair(s)") == 2 and "... 1 more pairs (--limit 0 shows all)" in out
+    assert main([*argv, "--limit", "0"]) == 1
+    assert "more pairs" not in capsys.readouterr().out
+    r = run("dedupe", "--local", a, "--limit", "x")
+    assert r.returncode == 2 and "--limit" in r.stderr
+
+
+def test_render_json_is_per_store_and_limit_cuts_the_failures(tmp_path, capsys):
+    from invoicekit.samples import SAMPLE_SELLER
+
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    shutil.copy(SAMPLES / "device_a.sqlite", a)
+    shutil.copy(SAMPLES / "device_b.sqlite", b)
+    damaged = ["INV-2026-000009", "INV-2026-000026"]  # device_b's two rotten rows: both fail, nothing rendered
+    argv = ["render", "--local", str(b), str(a), "--out", str(tmp_path / "out"), "--seller", json.dumps(SAMPLE_SELLER),
+            "--workers", "1", *(f"--where=invoice_number={n}" for n in damaged)]
+    assert main([*argv, "--json"]) == 1
+    objs = json_lines(capsys.readouterr().out)
+    assert [(o["store"], o["out"], o["failed"]) for o in objs] == [
+        (str(b), str(tmp_path / "out" / "b"), 2), (str(a), str(tmp_path / "out" / "a"), 0)]
+    assert sorted(f["invoice_number"] for f in objs[0]["failures"]) == damaged
+    assert main([*argv, "--limit", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"{b} -> " in out and f"{a} -> " in out and "... 1 more failures (--limit 0 shows all)" in out
+    assert sum(n in out for n in damaged) == 1

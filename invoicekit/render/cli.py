@@ -1,18 +1,22 @@
-"""``invoicekit render``: PDFs of a store's invoices (wired into :mod:`invoicekit.cli`).
+"""``invoicekit render``: PDFs of each store's invoices (wired into :mod:`invoicekit.cli`).
 
-``invoicekit render (--local PATH | --central URL) --out DIR [--template T] [--locale L]
-[--where COL=VALUE ...] [--einvoice factur-x] [--seller JSON|FILE] [--json]``. Exit 0 when every invoice was
-rendered (or already there), 1 when any failed (with a table of failures, or JSON), 2 on
-bad usage (raised as :class:`~invoicekit.errors.UsageError`, mapped by the main CLI).
+``invoicekit render (--local PATH... | --central URL) --out DIR [--template T] [--locale L]
+[--where COL=VALUE ...] [--einvoice factur-x] [--seller JSON|FILE] [--json] [--limit N]``. Each
+store is rendered on its own, into DIR (one store) or ``DIR/<store file's stem>`` (several).
+``--json`` prints one object per line and per store, naming its ``store``, with the counts
+and every failure; the printed table of failures stops after ``--limit`` rows. Exit 0 when
+every invoice was rendered (or already there), 1 when any failed, 2 on bad usage (raised as
+:class:`~invoicekit.errors.UsageError`, mapped by the main CLI).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 
-from ..errors import UsageError
+from .._cli_jobs import add_limit, emit, records, say, show
+from ..errors import UsageError, mask_secrets
 
 __all__ = ["add_parser", "run", "parse_where"]
 
@@ -26,9 +30,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("render", help="render invoices to PDF; exit 1 if any invoice failed")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--local", metavar="PATH", help="offline store file (SQLite)")
+    src.add_argument("--local", nargs="+", metavar="PATH", help="offline store files (SQLite), each on its own")
     src.add_argument("--central", metavar="URL", help="central store URL")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (created if missing); DIR/<store> for each of several stores")
     p.add_argument("--template", default="invoice", metavar="T",
                    help=f"one of {', '.join(SHIPPED)} or the path of a .html template (default: invoice)")
     p.add_argument("--locale", default="en_GB", metavar="L", help="formatting locale, e.g. de_DE (default: en_GB)")
@@ -41,12 +46,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--currency", metavar="CODE", help="currency of invoices whose store records none")
     p.add_argument("--seller", metavar="JSON|FILE",
                    help="seller details as JSON (or a JSON file); default: the store's app_settings 'seller'")
-    p.add_argument("--json", action="store_true", help="print counts and failures as one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per line and per store: counts and every failure")
+    add_limit(p)
     return p
-
-
-def _say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
 
 
 def parse_where(items: list[str]) -> dict:
@@ -73,17 +76,25 @@ def _seller(text: str | None):
                          reason="bad_seller") from None
 
 
-def _load(args: argparse.Namespace):
-    if args.local is not None:
-        if "://" in args.local:
-            raise UsageError("--local takes an offline store file (SQLite); got a URL: give it as --central URL",
-                             reason="bad_path")
-        from ..io import read_local
+def _stores(args: argparse.Namespace) -> list[str]:
+    if args.local is None:
+        return [args.central]
+    for path in args.local:
+        if "://" in path:
+            raise UsageError(f"--local takes offline store files (SQLite); got the URL {mask_secrets(path)!r}: "
+                             "give it as --central URL", reason="bad_path")
+    return list(args.local)
 
-        return read_local(args.local, currency=args.currency)
-    from ..io import read_central
 
-    return read_central(args.central)
+def _load(args: argparse.Namespace, store: str):
+    from ..io import read_central, read_local
+
+    return read_central(store) if args.local is None else read_local(store, currency=args.currency)
+
+
+def _out_dir(args: argparse.Namespace, store: str, several: bool) -> str:
+    """``--out`` itself for one store; ``--out/<store file's stem>`` for each of several."""
+    return os.path.join(args.out, os.path.splitext(os.path.basename(store))[0]) if several else args.out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,16 +102,22 @@ def run(args: argparse.Namespace) -> int:
     from ._batch import render_batch
 
     where, seller = parse_where(args.where), _seller(args.seller)
-    result = render_batch(_load(args), args.out, template=args.template, locale=args.locale, seller=seller,
-                          einvoice=args.einvoice, where=where or None, workers=args.workers,
-                          allow_mismatch=args.allow_mismatch, progress=None if args.json else True)
-    failures = result.failures
-    if args.json:
-        rows = failures.astype(object).where(failures.notna(), None).to_dict("records")
-        _say(json.dumps({**result.counts(), "out": result.out_dir, "failures": rows}, sort_keys=True))
-    else:
-        _say(result.summary().to_string(index=False))
+    stores = _stores(args)
+    ok = True
+    for store in stores:
+        result = render_batch(_load(args, store), _out_dir(args, store, len(stores) > 1), template=args.template,
+                              locale=args.locale, seller=seller, einvoice=args.einvoice, where=where or None,
+                              workers=args.workers, allow_mismatch=args.allow_mismatch,
+                              progress=None if args.json else True)
+        ok &= result.ok
+        failures = result.failures
+        if args.json:
+            emit({"store": mask_secrets(store), **result.counts(), "out": result.out_dir,
+                  "failures": records(failures)})
+            continue
+        say(f"{mask_secrets(store)} -> {result.out_dir}")
+        say(result.summary().to_string(index=False))
         if len(failures):
-            _say()
-            _say(failures.to_string(index=False))
-    return EXIT_OK if result.ok else EXIT_FOUND
+            say()
+            show(failures, args.limit, what="failures")
+    return EXIT_OK if ok else EXIT_FOUND

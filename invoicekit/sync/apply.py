@@ -33,7 +33,7 @@ from . import _local
 from ._content import content_sha
 from .plan import SyncPlan
 
-__all__ = ["apply_sync", "SyncResult", "default_actor"]
+__all__ = ["apply_sync", "check_sync", "SyncResult", "default_actor"]
 
 
 #: retries of a batch after a transient error (connection lost, server restarting), with backoff
@@ -121,7 +121,6 @@ def apply_sync(
     verifies it before writing (an :class:`~invoicekit.errors.IdentityError`, nothing written
     by that batch), and the audit trail names its subject instead of ``actor``."""
     from .._args import as_central, as_local_path, expect
-    from ..validate import validate
 
     plan = expect(plan, SyncPlan, func="apply_sync", param="plan")
     local = as_local_path(local, func="apply_sync", param="local")
@@ -131,13 +130,7 @@ def apply_sync(
     now = datetime.now(timezone.utc).isoformat()
     ops = plan.ops
     pushes = ops[ops["kind"] == "push"]
-    if len(pushes):
-        ids = set(pushes["invoice_id"])
-        validate(InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
-                            plan.target.lines[plan.target.lines["invoice_id"].isin(ids)]), strict=True)
-    store = CentralStore(central)
-    store.require_schema()
-    store.require_ledger()
+    store = check_sync(plan, central)  # each batch verifies the token itself, in its transaction
 
     central_outcome = {op: "not_needed" for op in ops["op_id"]}
     touched = ops["invoice_id"].astype(str).unique().tolist()
@@ -166,6 +159,30 @@ def apply_sync(
     results["central"] = results["op_id"].map(central_outcome).astype("string[pyarrow]")
     results["local"] = results["op_id"].map(local_outcome).astype("string[pyarrow]")
     return SyncResult(results.reset_index(drop=True))
+
+
+def check_sync(plan: SyncPlan, central, *, identify: bool = False, token: TokenLike = None) -> CentralStore:
+    """What :func:`apply_sync` checks before it writes anything, so that a dry run
+    (``invoicekit sync --dry-run``) fails exactly as the real run would; returns the store.
+
+    The plan's pushes pass validation (strictly: a ValidationError naming store, row and
+    rule), and ``central`` (a URL or Engine) has the schema and the ledger a sync needs.
+    ``identify=True``: a plan with pushes also has the store verify ``token``, the pusher's
+    identity, writing nothing (a missing or refused token is the real run's IdentityError);
+    ``apply_sync`` leaves that to the transaction of each batch it writes."""
+    from ..validate import validate
+
+    pushes = plan.ops[plan.ops["kind"] == "push"]
+    if len(pushes):
+        ids = set(pushes["invoice_id"])
+        validate(InvoiceSet(plan.target.invoices[plan.target.invoices["id"].isin(ids)],
+                            plan.target.lines[plan.target.lines["invoice_id"].isin(ids)]), strict=True)
+    store = CentralStore(central)
+    store.require_schema()
+    store.require_ledger()
+    if identify and len(pushes):
+        store.identify(token)
+    return store
 
 
 #: ids per version lookup of the pulls (bound parameters; PostgreSQL takes at most 65,535)
