@@ -410,3 +410,22 @@ def samples_dir() -> Path:
 def tmp_store(tmp_path: Path) -> Path:
     """A fresh, not yet created, SQLite store path ``tmp_path / "store.sqlite"``."""
     return tmp_path / "store.sqlite"
+
+
+@pytest.fixture(scope="module")
+def pg_schemas(pg_url):
+    """Fresh schemas of the run's database on demand, all dropped at the end."""
+    made: list[str] = []
+
+    def new() -> str:
+        name = f"t_{uuid.uuid4().hex}"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        made.append(name)
+        return with_search_path(pg_url, name)
+
+    yield new
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        for name in made:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

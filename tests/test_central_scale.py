@@ -13,19 +13,16 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 import invoicekit as ik
 from invoicekit.io.central import CentralStore
 from invoicekit.reconcile import STATUSES
 from invoicekit.samples import make_invoices, make_scenario
 from invoicekit.schema import INVOICE_SCHEMA
-from tests.conftest import with_search_path
 from tests.test_reconcile import EXPECTED, GONE, reprice, requantify, truth_of, with_cols
 
 #: the columns a read fills from the store (``source_row`` is the row's position in the result)
@@ -313,25 +310,6 @@ def test_tombstones_on_both_sides_and_crafted_edits(central):
 
 
 # -- generated scenarios (hypothesis) ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pg_schemas(pg_url):
-    """Fresh schemas of the run's database on demand, all dropped at the end."""
-    made: list[str] = []
-
-    def new() -> str:
-        name = f"t_{uuid.uuid4().hex}"
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        made.append(name)
-        return with_search_path(pg_url, name)
-
-    yield new
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        for name in made:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), per_device=st.integers(30, 60), new=st.integers(0, 6),

@@ -8,7 +8,6 @@ been fetched. Real PostgreSQL (a database or a schema per test) and SQLite; no m
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,14 +16,12 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 import invoicekit as ik
 from invoicekit.errors import UsageError
 from invoicekit.io.files import read_file
 from invoicekit.io.pushdown import PushdownStats, supports_pushdown
 from invoicekit.samples import make_invoices, make_scenario
-from tests.conftest import with_search_path
 from tests.test_reconcile import EXPECTED, requantify, truth_of
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -117,32 +114,23 @@ def assert_pushdown_matches_full(local, url: str) -> tuple[ik.Reconciliation, ik
 
 
 @pytest.fixture(scope="module")
-def pg_schemas(pg_url):
-    """Fresh schemas of the run's database on demand, all dropped at the end."""
-    made: list[str] = []
+def central_schemas(pg_schemas):
+    """Fresh central stores (schemas of the run's database, initialised), dropped at the end."""
 
     def new() -> str:
-        name = f"t_{uuid.uuid4().hex}"
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        made.append(name)
-        url = with_search_path(pg_url, name)
+        url = pg_schemas()
         ik.init_db(url)
         return url
 
-    yield new
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        for name in made:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    return new
 
 
 @pytest.fixture(scope="module")
-def scenario_store(pg_schemas):
+def scenario_store(central_schemas):
     """A scenario (every situation on each of two devices, a fifth of central held by none)
     written to a PostgreSQL central store."""
     sc = make_scenario(seed=21, n_central=240, held=0.8)
-    url = pg_schemas()
+    url = central_schemas()
     ik.write_central(sc.central, url)
     return sc, url
 
@@ -174,11 +162,11 @@ def test_each_device_alone_equals_the_full_read(scenario_store):
         assert push.counts()["central_only"] > 0  # the other device's invoices, and those nobody holds
 
 
-def test_central_against_an_export_read_from_a_file(pg_schemas, tmp_path):
+def test_central_against_an_export_read_from_a_file(central_schemas, tmp_path):
     """An export (Parquet, read back with read_file) against the store after it moved on:
     central edits, tombstones, new invoices; and the export's own edits, tombstone, a
     same-version edit and invoices of its own."""
-    url = pg_schemas()
+    url = central_schemas()
     ik.write_central(make_invoices(150, seed=5), url)
     path = tmp_path / "export.parquet"
     ik.read_central(url).invoices.to_parquet(path)
@@ -201,10 +189,10 @@ def test_central_against_an_export_read_from_a_file(pg_schemas, tmp_path):
     assert counts["same"] == 150 - 11 and push.pushdown.fetched == 11
 
 
-def test_same_content_with_other_times_or_versions_is_fetched_and_decided_as_the_full_read_does(pg_schemas):
+def test_same_content_with_other_times_or_versions_is_fetched_and_decided_as_the_full_read_does(central_schemas):
     """Keys that differ although the content does not (another modified_at, a higher version
     with the same content, a checksum missing on the device): fetched, and compared in full."""
-    url = pg_schemas()
+    url = central_schemas()
     s = make_invoices(40, seed=8)
     ik.write_central(s, url)
     inv = s.invoices.copy()
@@ -219,11 +207,11 @@ def test_same_content_with_other_times_or_versions_is_fetched_and_decided_as_the
     assert push.counts()["same"] == 39
 
 
-def test_the_push_down_trusts_checksums_the_full_read_compares_content(pg_schemas):
+def test_the_push_down_trusts_checksums_the_full_read_compares_content(central_schemas):
     """Documented trade-off: a device row whose content was changed in place (same version,
     time and stored checksum: the checksum no longer matches) is ``same`` pushed down, while
     the full read, which compares content, sees the difference; ``pushdown=False`` is that path."""
-    url = pg_schemas()
+    url = central_schemas()
     s = make_invoices(10, seed=9)
     ik.write_central(s, url)
     inv = s.invoices.copy()
@@ -240,7 +228,7 @@ def test_the_push_down_trusts_checksums_the_full_read_compares_content(pg_schema
 @given(seed=st.integers(0, 2**31 - 1), per_device=st.integers(40, 60), new=st.integers(0, 5),
        with_base=st.booleans(), devices=st.integers(1, 3), held=st.floats(0.6, 1.0), synced=st.floats(0.3, 0.9),
        shares=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5).filter(lambda v: sum(v) > 0.1))
-def test_generated_scenarios_equal_the_full_read(pg_schemas, seed, per_device, new, with_base, devices, held,
+def test_generated_scenarios_equal_the_full_read(central_schemas, seed, per_device, new, with_base, devices, held,
                                                  synced, shares):
     """Random scenarios (make_scenario: every situation on every device, random mixes,
     central-only shares, with or without base snapshots), several devices at once."""
@@ -249,7 +237,7 @@ def test_generated_scenarios_equal_the_full_read(pg_schemas, seed, per_device, n
     mix = {"synced": synced, **{k: (1 - synced) * v / sum(shares) for k, v in zip(situations, shares)}}
     sc = make_scenario(seed=seed, n_central=per_device * devices, new_per_device=new, devices=names,
                        single_currency=(), held=held, shares=mix)
-    url = pg_schemas()
+    url = central_schemas()
     ik.write_central(sc.central, url)
     union = ik.InvoiceSet.concat(list(sc.devices.values()))
     assert_pushdown_matches_full(union if with_base else union.with_base(None), url)
@@ -274,9 +262,9 @@ def test_resolve_and_plan_sync_equal_the_full_read(scenario_store, strategy):
     assert (r_push.actions["action"] != "none").any()
 
 
-def test_apply_sync_of_a_pushed_down_plan_brings_both_sides_in_sync(pg_schemas, tmp_path):
+def test_apply_sync_of_a_pushed_down_plan_brings_both_sides_in_sync(central_schemas, tmp_path):
     sc = make_scenario(seed=5, n_central=90, devices=("device_a",), single_currency=(), held=0.9)
-    url = pg_schemas()
+    url = central_schemas()
     ik.write_central(sc.central, url)
     path = tmp_path / "device.sqlite"
     ik.write_local(sc.devices["device_a"], path)
@@ -290,12 +278,12 @@ def test_apply_sync_of_a_pushed_down_plan_brings_both_sides_in_sync(pg_schemas, 
 
 
 # -- encryption at rest ------------------------------------------------------------------------------
-def test_encrypted_central_rows_compare_by_their_plaintext_checksums(pg_schemas, monkeypatch):
+def test_encrypted_central_rows_compare_by_their_plaintext_checksums(central_schemas, monkeypatch):
     from invoicekit.security import generate_key
 
     monkeypatch.delenv("INVOICEKIT_KEY_FILE", raising=False)
     monkeypatch.setenv("INVOICEKIT_KEYS", generate_key())
-    url = pg_schemas()
+    url = central_schemas()
     s = make_invoices(30, seed=12)
     ik.write_central(s, url)  # written encrypted at rest
     with psycopg.connect(url) as conn:
