@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import integrity as _checksum
-from ._demo_day import device_day, security_step
+from ._demo_day import device_day, security_step, snapshot_step
 from .device import LocalStore
 from .io import _sqlite, init_db, read_central, read_local, write_central
 from .reconcile import reconcile
@@ -163,6 +163,7 @@ def run_demo(*, out: str | os.PathLike = "out", central: str | None = None) -> d
     _render(work / "device_a.sqlite", out, result)
     device_day(work / "device_b.sqlite", url, result, _say)
     security_step(work / "device_b.sqlite", work, result, _say)
+    snapshot_step(url, work, result, _say)
 
     (out / "demo.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     _say(f"\nDone. Files in {out}/: " + ", ".join(sorted(p.name for p in out.iterdir() if p.is_file()

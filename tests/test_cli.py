@@ -89,6 +89,9 @@ def test_demo_end_to_end(tmp_path, central, request):
     assert "content checksums all as before" in r.stdout
     assert (tmp_path / "out" / "duplicates.html").exists()
     assert result["render"] == {"ok": 4, "failed": 0}
+    # a snapshot of central: a refresh after 3 central edits fetches those 3 and equals a full read
+    assert result["snapshot"]["fetched"] == 3 and result["snapshot"]["same"] is True
+    assert result["snapshot"]["built"] >= 500
     pdfs = sorted((tmp_path / "out" / "pdf").rglob("*.pdf"))
     assert len(pdfs) == 4 and all(p.read_bytes().startswith(b"%PDF-") for p in pdfs)
 
