@@ -164,7 +164,8 @@ ApplyMachine.TestCase.settings = settings(
 test_stale_plans_never_lose_an_update_and_converge = ApplyMachine.TestCase
 
 
-def test_a_pull_never_lowers_the_device_version(central_pg_url, tmp_path):
+def _synced_then_renamed_centrally(central_pg_url, tmp_path):
+    """One invoice made on a device and synced (v1), then renamed "C-1" centrally (v2)."""
     ik.init_db(central_pg_url)
     path = tmp_path / "device.sqlite"
     store = ik.LocalStore(path)
@@ -177,6 +178,11 @@ def test_a_pull_never_lowers_the_device_version(central_pg_url, tmp_path):
     edited["version"] = edited["version"] + 1
     edited["checksum"] = ik.checksum(edited)
     ik.write_central(ik.InvoiceSet(edited, cen.lines), central_pg_url)
+    return path, store, inv
+
+
+def test_a_pull_never_lowers_the_device_version(central_pg_url, tmp_path):
+    path, store, inv = _synced_then_renamed_centrally(central_pg_url, tmp_path)
     store.update(inv, invoice_number="D-1")
     store.update(inv, invoice_number="D-2")
     SyncEngine(path, central_pg_url, max_retries=0).drain()
@@ -194,18 +200,7 @@ def test_a_pull_never_lowers_the_device_version(central_pg_url, tmp_path):
 def test_central_content_over_an_equal_version_gets_a_new_version(central_pg_url, tmp_path):
     """A conflict at the same version on both sides, decided for central: the device must not
     hold central's content under the version that named its own."""
-    ik.init_db(central_pg_url)
-    path = tmp_path / "device.sqlite"
-    store = ik.LocalStore(path)
-    inv = store.create(invoice_number="N-1", currency="EUR", client={"name": "A"},
-                       line_items=[{"description": "Work", "quantity": 1, "unit_price": "5.00"}])
-    SyncEngine(path, central_pg_url).drain()
-    cen = ik.read_central(central_pg_url)
-    edited = cen.invoices.copy()
-    edited["invoice_number"] = "C-1"
-    edited["version"] = edited["version"] + 1
-    edited["checksum"] = ik.checksum(edited)
-    ik.write_central(ik.InvoiceSet(edited, cen.lines), central_pg_url)
+    path, store, inv = _synced_then_renamed_centrally(central_pg_url, tmp_path)
     store.update(inv, invoice_number="D-1")
     before = ik.read_local(path).invoices.iloc[0]
     rec = ik.reconcile(ik.read_local(path), ik.read_central(central_pg_url))
