@@ -11,6 +11,9 @@ per push of the HOT check, default 100,000; ``--repeat``; ``--pg-url``; ``--json
                      so each run really fetches the 1%. Target <= 0.5 s and >= 5x a full
                      ``read_central(url)`` in the same run; the result must equal the full read
                      (checked, sorted by id, every column).
+``floors``           the reload's two parts alone: the one copy it makes (the mapped base
+                     without the changed rows, into fresh memory, on two threads) and the
+                     store's part (``read_central(url, ids=changed)``).
 ``cold read``        the full ``read_central(url)`` with the change-marker triggers in place
                      (reads never fire them; compare with the ``load_central`` figure).
 ``HOT check``        the central side of a push (``CentralStore.apply_batch``: what
@@ -178,6 +181,18 @@ def bench_snapshot(data: R.Data, changed: float, push: int, repeat: int, hot: bo
         res.measures.append(R.measure("baseline: read_central(url) (full read, marker triggers in place)",
                                       lambda: invoicekit.read_central(url), rows=n, kind="baseline",
                                       repeat=repeat, check=lambda s: seen.__setitem__("full", s)))
+        # the floors of a reload, each alone: the one copy it makes (the base without the
+        # changed rows, into fresh memory) and the store's part (the changed rows by id)
+        from invoicekit.io import snapshot as snap
+
+        mapped, _, _ = snap._read(before)
+        keep = pc.invert(pc.is_in(mapped.column("id"), value_set=change_ids))
+        res.measures.append(R.measure("floor: the base without the changed rows, copied (no store)",
+                                      lambda: snap._filter(mapped, keep), rows=n, kind="floor", repeat=repeat))
+        res.measures.append(R.measure(f"floor: read_central(url, ids=the {n_changed:,} changed), lines=False",
+                                      lambda: invoicekit.read_central(url, ids=change_ids, lines=False),
+                                      rows=n_changed, kind="floor", repeat=repeat))
+        del mapped, keep
         res.measures.append(R.measure("read_central(url, snapshot=p), nothing changed since p",
                                       lambda: invoicekit.read_central(url, snapshot=path), rows=n, kind="info",
                                       repeat=repeat))

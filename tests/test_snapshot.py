@@ -276,20 +276,27 @@ def test_a_write_between_marker_and_read_is_caught_next_time(central, tmp_path, 
         ik.read_central(central, snapshot=path)
         ik.write_central(edited(central, sorted(ik.read_central(central).invoices["id"])[:2], tag="r"), central)
     store_cls = type(CentralStore(central))
-    original = store_cls.read
+    original = store_cls.read_session
     done = []
 
-    def read_after_a_write(self, clause, params, **kw):
-        if not done:
-            done.append(1)
-            ids = sorted(ik.read_central(central, lines=False).invoices["id"])[-3:]
-            ik.write_central(edited(central, ids, tag="w"), central)
-            ik.write_central(make_invoices(2, seed=777), central)
-        return original(self, clause, params, **kw)
+    def session_that_writes_before_reading(self):
+        session = original(self)
+        read = session.read
 
-    monkeypatch.setattr(store_cls, "read", read_after_a_write)
+        def read_after_a_write(clause, params, **kw):
+            if not done:
+                done.append(1)
+                ids = sorted(ik.read_central(central, lines=False).invoices["id"])[-3:]
+                ik.write_central(edited(central, ids, tag="w"), central)
+                ik.write_central(make_invoices(2, seed=777), central)
+            return read(clause, params, **kw)
+
+        session.read = read_after_a_write
+        return session
+
+    monkeypatch.setattr(store_cls, "read_session", session_that_writes_before_reading)
     ik.read_central(central, snapshot=path)
-    monkeypatch.setattr(store_cls, "read", original)
+    monkeypatch.setattr(store_cls, "read_session", original)
     assert done
     assert_same(ik.read_central(central, snapshot=path), ik.read_central(central))
 

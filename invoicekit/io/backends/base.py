@@ -39,15 +39,40 @@ class SnapshotState:
     """What :meth:`CentralStore.snapshot_state` returns: ``identity`` (the store's id, and on
     PostgreSQL its database and schema), ``schema_version``, ``marker`` (the change marker
     now, text), ``since_ok`` (False when the earlier marker is ahead of the store's: a store
-    rebuilt or restored since), ``changed`` (ids written since it that the store holds) and
-    ``gone`` (ids written since it that the store lacks)."""
+    rebuilt or restored since) and ``changed``: the ids written since it (inserted, updated
+    or deleted: whether the store still holds each, a fetch of them says)."""
 
     identity: str
     schema_version: int
     marker: str
     since_ok: bool = True
-    changed: tuple[str, ...] = ()
-    gone: tuple[str, ...] = ()
+    changed: Any = ()  # a sequence of ids, or a pyarrow string array
+
+
+class ReadSession:
+    """:meth:`CentralStore.read_session` of a backend that has no connection to share: the
+    store's own calls, each on a connection of its own."""
+
+    def __init__(self, store: "CentralStore") -> None:
+        self.store = store
+
+    def open(self) -> "ReadSession":
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ReadSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
+        return self.store.snapshot_state(since, identity=identity)
+
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
+        return self.store.read(clause, params, lines=lines, ids=ids)
 
 
 def backends() -> dict[str, type[CentralStore]]:
@@ -224,6 +249,12 @@ class CentralStore(abc.ABC):
         store) the ids of the invoices written since it (inserted, updated, tombstoned), those
         the store still holds apart from those it no longer holds. The marker is taken before
         anything else is read, so a read that follows sees at least what it covers."""
+
+    def read_session(self) -> "ReadSession":
+        """A session for :meth:`snapshot_state` then :meth:`read` (``open``, ``close``, a
+        context manager): on a backend that can, both on one connection, opened by ``open``
+        (which may run on another thread while the caller does other work)."""
+        return ReadSession(self)
 
     # -- the same on every backend --------------------------------------------------------
     def push_token(self, token: TokenLike, *, enabled: bool) -> str | None:

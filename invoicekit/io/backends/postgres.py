@@ -152,15 +152,12 @@ class PostgresStore(CentralStore):
         """The marker is ``pg_current_snapshot()`` (which transactions had committed), taken
         first; the identity is the store's uuid, its database's oid and its schema (a database
         cloned from a template keeps the uuid, not the oid)."""
-        with self.pg() as conn:
-            current, version, marker = conn.execute(_SNAPSHOT_NOW).fetchone()
-            if since is None or identity != current:
-                return SnapshotState(current, version, marker)
-            if not conn.execute(_SNAPSHOT_SINCE_OK, (since, marker)).fetchone()[0]:
-                return SnapshotState(current, version, marker, since_ok=False)
-            rows = conn.execute(_SNAPSHOT_CHANGED, (since, since)).fetchall()
-        return SnapshotState(current, version, marker, changed=tuple(r[0] for r in rows if r[1]),
-                             gone=tuple(r[0] for r in rows if not r[1]))
+        with self.read_session() as session:
+            return session.snapshot_state(since, identity=identity)
+
+    def read_session(self) -> "_AdbcSession":
+        """One ADBC connection for a snapshot's state and the read of what changed."""
+        return _AdbcSession(self)
 
     # -- plain statements -------------------------------------------------------------------
     mark = "%s"
@@ -230,24 +227,12 @@ class PostgresStore(CentralStore):
         With ``ids``: ADBC's bulk ingest (binary ``COPY``) stages them, with their position,
         into a temporary table of the session (gone when it closes), which is analysed and
         joined on the invoices' primary key; rows come in the order of ``ids``."""
-        try:
-            import adbc_driver_postgresql.dbapi as adbc_pg
-        except ImportError as exc:  # pragma: no cover
-            raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
-        with adbc_pg.connect(self.libpq) as conn:
-            cur = conn.cursor()
-            try:
-                if ids is None:
-                    cur.execute(PG_SELECT + clause, params or None)
-                else:
-                    staged = pa.table({"ik_id": ids, "ik_ord": pa.array(np.arange(len(ids), dtype=np.int64))})
-                    cur.adbc_ingest(_IDS_TABLE, staged, mode="create", temporary=True)
-                    for sql in _IDS_PREPARE:
-                        cur.execute(sql)
-                    cur.execute(_IDS_SELECT + clause, params or None)
-                raw = cur.fetch_arrow_table()
-            finally:
-                cur.close()
+        with self.read_session() as session:
+            raw = session.fetch_rows(clause, params, ids=ids)
+        return self.invoice_set(raw, ids=ids, lines=lines)
+
+    def invoice_set(self, raw: pa.Table, *, ids: pa.Array | None, lines: bool) -> InvoiceSet:
+        """The rows of :data:`PG_SELECT` (or of the read by ids) as an InvoiceSet."""
         if ids is not None:
             raw = raw.take(pc.sort_indices(raw.column("ik_ord"))).drop_columns(["ik_ord"])
         n = raw.num_rows
@@ -401,17 +386,87 @@ _SECRET_UPSERT = ("INSERT INTO invoicekit_token_secret (singleton, secret) VALUE
 _IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_role, enabled_at) VALUES (1, %s, %s, %s) "
                     "ON CONFLICT (singleton) DO UPDATE SET issuer = excluded.issuer, push_role = excluded.push_role")
 
+class _AdbcSession:
+    """One ADBC connection (opened by :meth:`open`, or on first use) for the statements of
+    one read: a snapshot's state, then the rows. Used by one thread at a time; the
+    connection may be opened on another thread than the one that uses it (a snapshot
+    opens it while it maps its files)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store, self._conn = store, None
+
+    def open(self) -> "_AdbcSession":
+        if self._conn is None:
+            try:
+                import adbc_driver_postgresql.dbapi as adbc_pg
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
+            self._conn = adbc_pg.connect(self.store.libpq)
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def __enter__(self) -> "_AdbcSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: Sequence = ()) -> pa.Table:
+        cur = self.open()._conn.cursor()
+        try:
+            cur.execute(sql, list(params) or None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+    def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
+        """See :meth:`PostgresStore.snapshot_state`; the changed ids arrive as Arrow."""
+        current, version, marker = self._query(_SNAPSHOT_NOW_ADBC).to_pylist()[0].values()
+        if since is None or identity != current:
+            return SnapshotState(current, version, marker)
+        if not self._query(_SNAPSHOT_SINCE_OK_ADBC, (since, marker)).column(0)[0].as_py():
+            return SnapshotState(current, version, marker, since_ok=False)
+        self._query("SET jit = off")  # (a plan over a million markers would compile: 75 ms)
+        changed = self._query(_SNAPSHOT_CHANGED_ADBC, (since, since)).column(0)
+        return SnapshotState(current, version, marker, changed=changed.combine_chunks().cast(pa.string()))
+
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
+        """See :meth:`PostgresStore.read`."""
+        return self.store.invoice_set(self.fetch_rows(clause, params, ids=ids), ids=ids, lines=lines)
+
+    def fetch_rows(self, clause: str, params: list, *, ids: pa.Array | None) -> pa.Table:
+        """The raw rows (with ``ik_ord`` when read by ``ids``)."""
+        cur = self.open()._conn.cursor()
+        try:
+            if ids is None:
+                cur.execute(PG_SELECT + clause, params or None)
+            else:
+                staged = pa.table({"ik_id": ids, "ik_ord": pa.array(np.arange(len(ids), dtype=np.int64))})
+                cur.adbc_ingest(_IDS_TABLE, staged, mode="create", temporary=True)
+                for sql in _IDS_PREPARE:
+                    cur.execute(sql)
+                cur.execute(_IDS_SELECT + clause, params or None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+
 # -- incremental snapshots (schema version 10) -------------------------------------------------
-_SNAPSHOT_NOW = ("SELECT (SELECT store_id FROM invoicekit_store) || '/' || (SELECT oid FROM pg_database "
-                 "WHERE datname = current_database())::text || '/' || current_schema(), "
-                 "(SELECT max(version) FROM invoicekit_schema), pg_current_snapshot()::text")
-_SNAPSHOT_SINCE_OK = "SELECT pg_snapshot_xmax(%s::pg_snapshot) <= pg_snapshot_xmax(%s::pg_snapshot)"
+_SNAPSHOT_NOW_ADBC = ("SELECT (SELECT store_id FROM invoicekit_store) || '/' || (SELECT oid FROM pg_database "
+                      "WHERE datname = current_database())::text || '/' || current_schema() AS identity, "
+                      "(SELECT max(version) FROM invoicekit_schema)::int8 AS version, "
+                      "pg_current_snapshot()::text AS marker")
+_SNAPSHOT_SINCE_OK_ADBC = "SELECT pg_snapshot_xmax($1::text::pg_snapshot) <= pg_snapshot_xmax($2::text::pg_snapshot)"
 # the invoices whose last writing transaction is not visible in snapshot ``since``: an index
 # range from the snapshot's xmin on (the parameter is bound, so the planner sees its value),
-# then the snapshot's own visibility test; with whether the store still holds each
-_SNAPSHOT_CHANGED = ("SELECT c.invoice_id, EXISTS (SELECT 1 FROM invoices i WHERE i.id = c.invoice_id) "
-                     "FROM invoicekit_changes c WHERE c.xid >= pg_snapshot_xmin(%s::pg_snapshot) "
-                     "AND NOT pg_visible_in_snapshot(c.xid, %s::pg_snapshot)")
+# then the snapshot's own visibility test (whether the store still holds each, the fetch says)
+_SNAPSHOT_CHANGED_ADBC = ("SELECT c.invoice_id FROM invoicekit_changes c "
+                          "WHERE c.xid >= pg_snapshot_xmin($1::text::pg_snapshot) "
+                          "AND NOT pg_visible_in_snapshot(c.xid, $2::text::pg_snapshot) ORDER BY c.invoice_id")
 
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = "SELECT to_regclass('invoices') IS NOT NULL, max(version) FROM invoicekit_schema"

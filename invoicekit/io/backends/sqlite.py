@@ -135,8 +135,7 @@ class SqliteStore(CentralStore):
             rows = conn.execute(_SNAPSHOT_CHANGED, (int(since),)).fetchall()
         finally:
             conn.close()
-        return SnapshotState(current, version, str(marker), changed=tuple(r[0] for r in rows if r[1]),
-                             gone=tuple(r[0] for r in rows if not r[1]))
+        return SnapshotState(current, version, str(marker), changed=tuple(r[0] for r in rows))
 
     # -- plain statements -------------------------------------------------------------------
     mark = "?"
@@ -292,8 +291,7 @@ _IDENTITY_UPSERT = ("INSERT INTO invoicekit_identity (singleton, issuer, push_ro
 _SNAPSHOT_NOW = ("SELECT (SELECT store_id FROM invoicekit_store), (SELECT max(version) FROM invoicekit_schema), "
                  "(SELECT seq FROM invoicekit_change_seq WHERE singleton = 1)")
 # the invoices whose change counter passed the marker (an index range), with whether the store holds each
-_SNAPSHOT_CHANGED = ("SELECT c.invoice_id, EXISTS (SELECT 1 FROM invoices i WHERE i.id = c.invoice_id) "
-                     "FROM invoicekit_changes c WHERE c.seq > ?")
+_SNAPSHOT_CHANGED = "SELECT invoice_id FROM invoicekit_changes WHERE seq > ?"
 
 # -- schema checks: one query on the happy path ------------------------------------------------
 _SCHEMA_SQL = ("SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'invoices') = 1, "
