@@ -140,6 +140,38 @@ def test_many_ids_travel_in_bulk_not_as_a_list_of_parameters(loaded, stored):
     assert len(got.lines) == len(stored.lines)
 
 
+def test_a_read_split_over_two_sessions_sees_one_snapshot(central_pg_url, stored, monkeypatch):
+    """A read of many ids is split over two PostgreSQL sessions; a write committed after the
+    first session took its snapshot and before the second one starts is seen by neither."""
+    import psycopg
+
+    from invoicekit.io.backends import postgres
+
+    ik.init_db(central_pg_url)
+    ik.write_central(stored, central_pg_url)
+    ids = sorted(stored.invoices["id"])
+    last = ids[-1]  # in the upper half, which the second session reads
+    monkeypatch.setattr(postgres, "_SPLIT_IDS", 4)
+    original = postgres._AdbcSession.open
+    written = []
+
+    def open_after_a_write(self, *, snapshot=None):
+        if snapshot is not None and not written:
+            with psycopg.connect(CentralStore(central_pg_url).libpq, autocommit=True) as conn:
+                conn.execute("UPDATE invoices SET version = version + 5 WHERE id = %s", (last,))
+            written.append(last)
+        return original(self, snapshot=snapshot)
+
+    monkeypatch.setattr(postgres._AdbcSession, "open", open_after_a_write)
+    got = ik.read_central(central_pg_url, ids=ids[::-1])
+    assert written == [last]
+    assert list(got.invoices["id"]) == ids[::-1]
+    before = stored.invoices.set_index("id")["version"]
+    assert got.invoices.set_index("id")["version"].astype(int).to_dict() == before.astype(int).to_dict()
+    monkeypatch.setattr(postgres._AdbcSession, "open", original)
+    assert int(ik.read_central(central_pg_url, ids=[last]).invoices["version"].iloc[0]) == int(before[last]) + 5
+
+
 def test_ids_staging_leaves_nothing_behind_in_the_store(loaded, stored):
     ik.read_central(loaded, ids=list(stored.invoices["id"]))
     store = CentralStore(loaded)

@@ -172,7 +172,8 @@ def _refresh(store: CentralStore, session: Any, pool: ThreadPoolExecutor, path: 
         info = SnapshotInfo(**{**(dmeta or meta)["info"], "mode": "unchanged", "fetched": 0, "removed": 0,
                                "gone": 0, "reason": None, "path": path, "store": store.display})
         return _merge(base, delta, gone_before), info
-    pending = pool.submit(lambda: _copy_table(session.read("", [], lines=False, ids=touched)))
+    # (split=False: the filter keeps both cores busy, a second server process would only compete)
+    pending = pool.submit(lambda: _copy_table(session.read("", [], lines=False, ids=touched, split=False)))
     try:
         # every row of the base the result cannot hold: the delta's rows, the ids gone before,
         # and every id written since (its row is fetched, or it is gone)

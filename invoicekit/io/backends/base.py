@@ -71,7 +71,10 @@ class ReadSession:
     def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
         return self.store.snapshot_state(since, identity=identity)
 
-    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None,
+             split: bool = True) -> InvoiceSet:
+        """The store's :meth:`CentralStore.read` (``split``: whether a backend may spread a
+        large read by ids over several connections)."""
         return self.store.read(clause, params, lines=lines, ids=ids)
 
 

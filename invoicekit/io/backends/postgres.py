@@ -19,6 +19,8 @@ for the measured difference.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -395,13 +397,29 @@ class _AdbcSession:
     def __init__(self, store: PostgresStore) -> None:
         self.store, self._conn = store, None
 
-    def open(self) -> "_AdbcSession":
+    def open(self, *, snapshot: str | None = None) -> "_AdbcSession":
+        """Connect, in a REPEATABLE READ transaction (its statements see one snapshot of the
+        store; ``snapshot``: the one another session exported)."""
         if self._conn is None:
             try:
                 import adbc_driver_postgresql.dbapi as adbc_pg
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise MissingDependencyError("adbc-driver-postgresql", "postgres") from exc
-            self._conn = adbc_pg.connect(self.store.libpq)
+            conn = adbc_pg.connect(self.store.libpq)
+            try:
+                cur = conn.cursor()
+                try:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    if snapshot is not None:
+                        if not _EXPORTED.fullmatch(snapshot):  # (the server's own text; checked anyway)
+                            raise ValueError(f"not an exported snapshot: {snapshot!r}")
+                        cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                finally:
+                    cur.close()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self
 
     def close(self) -> None:
@@ -434,22 +452,58 @@ class _AdbcSession:
         changed = self._query(_SNAPSHOT_CHANGED_ADBC, (since, since)).column(0)
         return SnapshotState(current, version, marker, changed=changed.combine_chunks().cast(pa.string()))
 
-    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None) -> InvoiceSet:
-        """See :meth:`PostgresStore.read`."""
-        return self.store.invoice_set(self.fetch_rows(clause, params, ids=ids), ids=ids, lines=lines)
+    def read(self, clause: str, params: list, *, lines: bool, ids: pa.Array | None = None,
+             split: bool = True) -> InvoiceSet:
+        """See :meth:`PostgresStore.read` and :meth:`fetch_rows`."""
+        return self.store.invoice_set(self.fetch_rows(clause, params, ids=ids, split=split), ids=ids, lines=lines)
 
-    def fetch_rows(self, clause: str, params: list, *, ids: pa.Array | None) -> pa.Table:
-        """The raw rows (with ``ik_ord`` when read by ``ids``)."""
+    def fetch_rows(self, clause: str, params: list, *, ids: pa.Array | None, split: bool = True) -> pa.Table:
+        """The raw rows (with ``ik_ord``, the position in ``ids``, when read by ``ids``).
+
+        The ids are staged sorted (the join then probes the primary key in order: about 15%
+        less time than in the caller's order). From :data:`_SPLIT_IDS` ids on, on a machine
+        with more than one core, the lower half is read here and the upper half by a second
+        session in the same snapshot (``pg_export_snapshot``), each by its own server
+        process: the index probes and heap fetches of a read by id are the server's work.
+        ``split=False`` keeps it to this session (a caller that keeps the cores busy itself)."""
+        if ids is None:
+            return self._select(PG_SELECT + clause, params)
+        order = pc.sort_indices(ids)
+        staged = pa.table({"ik_id": ids.take(order), "ik_ord": order.cast(pa.int64())})
+        if not split or len(ids) < _SPLIT_IDS or (os.cpu_count() or 1) < 2:
+            return self._select_ids(staged, clause, params)
+        from concurrent.futures import ThreadPoolExecutor
+
+        half = len(ids) // 2
+        exported = self._query("SELECT pg_export_snapshot()").column(0)[0].as_py()
+
+        def upper() -> pa.Table:
+            with _AdbcSession(self.store) as other:
+                return other.open(snapshot=exported)._select_ids(staged.slice(half), clause, params)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-read") as pool:
+            theirs = pool.submit(upper)
+            try:
+                mine = self._select_ids(staged.slice(0, half), clause, params)
+            finally:
+                rows = theirs.result()  # (the other session is done before this one goes on)
+        return pa.concat_tables([mine, rows])
+
+    def _select_ids(self, staged: pa.Table, clause: str, params: list) -> pa.Table:
         cur = self.open()._conn.cursor()
         try:
-            if ids is None:
-                cur.execute(PG_SELECT + clause, params or None)
-            else:
-                staged = pa.table({"ik_id": ids, "ik_ord": pa.array(np.arange(len(ids), dtype=np.int64))})
-                cur.adbc_ingest(_IDS_TABLE, staged, mode="create", temporary=True)
-                for sql in _IDS_PREPARE:
-                    cur.execute(sql)
-                cur.execute(_IDS_SELECT + clause, params or None)
+            cur.adbc_ingest(_IDS_TABLE, staged, mode="replace", temporary=True)
+            for sql in _IDS_PREPARE:
+                cur.execute(sql)
+            cur.execute(_IDS_SELECT + clause, params or None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+    def _select(self, sql: str, params: list) -> pa.Table:
+        cur = self.open()._conn.cursor()
+        try:
+            cur.execute(sql, params or None)
             return cur.fetch_arrow_table()
         finally:
             cur.close()
@@ -492,6 +546,10 @@ PG_SELECT = f"SELECT {_PG_COLUMNS} FROM invoices"
 # primary key; the rows are put in the ids' order afterwards, in Arrow (a sort of the wide
 # rows in the server would spill to disk beyond work_mem)
 _IDS_TABLE = "ik_read_ids"
+#: a read of at least this many ids is split over two sessions (see _AdbcSession.fetch_rows)
+_SPLIT_IDS = 8192
+#: what pg_export_snapshot() returns
+_EXPORTED = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 _IDS_PREPARE = [f"ANALYZE {_IDS_TABLE}", "SET LOCAL jit = off"]  # (a read of ids costs no JIT compilation)
 _IDS_SELECT = f"SELECT {_PG_COLUMNS}, k.ik_ord FROM invoices JOIN {_IDS_TABLE} k ON k.ik_id = invoices.id"
 
