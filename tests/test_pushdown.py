@@ -13,12 +13,15 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import invoicekit as ik
 from invoicekit.errors import UsageError
+from invoicekit.io.central import CentralStore
 from invoicekit.io.files import read_file
 from invoicekit.io.pushdown import PushdownStats, supports_pushdown
 from invoicekit.samples import make_invoices, make_scenario
@@ -241,6 +244,49 @@ def test_generated_scenarios_equal_the_full_read(central_schemas, seed, per_devi
     ik.write_central(sc.central, url)
     union = ik.InvoiceSet.concat(list(sc.devices.values()))
     assert_pushdown_matches_full(union if with_base else union.with_base(None), url)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), blank=st.floats(0.0, 0.3), sealed=st.booleans())
+def test_keys_compared_here_equal_the_servers_join(scenario_store, seed, blank, sealed):
+    """Both ways of comparing keys (the store's keys sent and compared here, the default; the
+    local keys staged and joined in the store) return the same rows: local keys with nulls,
+    other currencies and times, ids the store lacks, central-only ids, opaque client text."""
+    from invoicekit.io.pushdown import compare_keys, local_keys
+
+    sc, url = scenario_store
+    rng = np.random.default_rng(seed)
+    keys, _ = local_keys(ik.InvoiceSet.concat(list(sc.devices.values())).invoices_table())
+    n = keys.num_rows
+    cols = {name: keys.column(name).combine_chunks() for name in keys.column_names}
+    for name in ("ik_version", "ik_checksum", "ik_currency", "ik_modified_at", "ik_deleted_at"):
+        cols[name] = pc.if_else(pa.array(rng.random(n) < blank), pa.scalar(None, cols[name].type), cols[name])
+    cols["ik_currency"] = pc.if_else(pa.array(rng.random(n) < blank), "XXX", cols["ik_currency"])
+    keys = pa.table(cols)
+    store = CentralStore(url)
+    # "opaque" client text: the first central row's first characters (sealed text stands so)
+    opaque = (store.fetch("SELECT left(client_data_text, 12) FROM invoices ORDER BY id LIMIT 1")[0][0],) \
+        if sealed else ()
+    here = diff_of(store, keys, opaque, where="client")
+    there = diff_of(store, keys, opaque, where="server")
+    assert here.equals(there)
+    assert 0 < here.num_rows <= n + len(sc.central)
+    if sealed:
+        plain = diff_of(store, keys, (), where="client")
+        assert set(plain.column("id").to_pylist()) < set(here.column("id").to_pylist())
+    elif blank == 0:
+        assert here.num_rows == len(compare_keys(url, keys))
+
+
+def diff_of(store, keys, opaque, *, where):
+    """The rows a comparison returns, sorted by id (the order of neither is defined)."""
+    from invoicekit.io.pushdown import DIFF_SCHEMA, KEY_SCHEMA, diff_keys
+
+    if where == "client":
+        out = diff_keys(keys.cast(KEY_SCHEMA), store.central_keys(opaque=opaque))
+    else:
+        out = store.compare_keys(keys.cast(KEY_SCHEMA), opaque=opaque).select(DIFF_SCHEMA.names).cast(DIFF_SCHEMA)
+    return out.sort_by("id").combine_chunks()
 
 
 # -- downstream: resolve, plan and apply work on a pushed-down reconciliation ----------------------

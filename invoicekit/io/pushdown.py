@@ -34,14 +34,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import driver_errors, translate
+from ..errors import UsageError, driver_errors, translate
 from .backends import CentralStore
 
-__all__ = ["KEY_SCHEMA", "DIFF_SCHEMA", "PushdownStats", "local_keys", "compare_keys", "supports_pushdown"]
+__all__ = ["KEY_SCHEMA", "DIFF_SCHEMA", "PushdownStats", "local_keys", "compare_keys", "diff_keys",
+           "supports_pushdown"]
 
 _TS = pa.timestamp("us", "UTC")
 
@@ -101,10 +103,18 @@ def local_keys(invoices: pa.Table) -> tuple[pa.Table, int]:
     return keys, int(pc.sum(sealed).as_py() or 0)
 
 
-def compare_keys(url_or_engine: Any, keys: pa.Table) -> pa.Table | None:
+def compare_keys(url_or_engine: Any, keys: pa.Table, *, where: str = "client") -> pa.Table | None:
     """The ids whose keys differ between ``keys`` (:data:`KEY_SCHEMA`, distinct ids) and the
-    central store, as :data:`DIFF_SCHEMA`; None when the store's backend cannot compare in
-    the store. Nothing is written (the staging table is the session's, gone when it closes)."""
+    central store, as :data:`DIFF_SCHEMA`; None when the store's backend cannot compare.
+
+    ``where="client"`` (the default): the store sends every row's keys (no line items, no
+    client text; two sessions in one snapshot, each scanning half the table) and they are
+    compared here, in Arrow (:func:`diff_keys`). ``where="server"``: the local keys are
+    staged in the store and joined there (nothing is written: the staging table is the
+    session's); on PostgreSQL 15 a hash join of a million text ids costs the server more
+    than sending the keys (BENCHMARKS.md, session 12)."""
+    if where not in ("client", "server"):
+        raise UsageError(f"compare_keys: where= is 'client' or 'server', not {where!r}")
     from ..security import keys_configured
     from ..security._tokens import ENVELOPE_HEAD, PREFIX
 
@@ -115,7 +125,54 @@ def compare_keys(url_or_engine: Any, keys: pa.Table) -> pa.Table | None:
     # without keys the full read compares encrypted client text as it is: such rows are fetched
     opaque = () if keys_configured() else (PREFIX, ENVELOPE_HEAD)
     try:
+        if where == "client":
+            return diff_keys(keys.cast(KEY_SCHEMA), store.central_keys(opaque=opaque))
         out = store.compare_keys(keys.cast(KEY_SCHEMA), opaque=opaque)
     except driver_errors() as exc:
         raise translate(exc, store=store.display, context="reconcile (push-down)") from exc
     return out.select(DIFF_SCHEMA.names).cast(DIFF_SCHEMA)
+
+
+def diff_keys(keys: pa.Table, central: pa.Table) -> pa.Table:
+    """:data:`DIFF_SCHEMA` rows from the local ``keys`` and the store's ``central`` keys
+    (:meth:`~invoicekit.io.backends.base.CentralStore.central_keys`), as the server's join
+    gives them: local ids whose keys differ (version or checksum unequal or null; currency,
+    modified_at or deleted_at distinct; central client text opaque) or that the store lacks,
+    and the central-only ids; one hash lookup of the local ids in the central ones."""
+    c_ids = _flat(central.column("id"))
+    pos = _flat(pc.index_in(keys.column("ik_id"), value_set=c_ids))
+
+    def at(name: str) -> pa.Array:
+        return _flat(central.column(name)).take(pos)
+
+    def same(a: pa.Array, b: pa.Array) -> pa.Array:  # IS NOT DISTINCT FROM
+        both = pc.and_(a.is_valid(), b.is_valid())
+        return pc.if_else(both, pc.fill_null(pc.equal(a, b), False), pc.and_(a.is_null(), b.is_null()))
+
+    equal = pc.and_(pc.fill_null(pc.equal(at("version"), _flat(keys.column("ik_version"))), False),
+                    pc.fill_null(pc.equal(at("checksum"), _flat(keys.column("ik_checksum"))), False))
+    for mine, theirs in (("ik_currency", "currency"), ("ik_modified_at", "modified_at"),
+                         ("ik_deleted_at", "deleted_at")):
+        equal = pc.and_(equal, same(at(theirs), _flat(keys.column(mine))))
+    differ = pc.invert(pc.and_(equal, pc.invert(pc.fill_null(at("ik_opaque"), True))))
+    moved = pos.filter(differ)
+    n = len(moved)
+    mine = {"id": _flat(keys.column("ik_id")).filter(differ), "in_local": pa.array(np.ones(n, np.bool_)),
+            "in_central": moved.is_valid(),
+            **{name: _flat(central.column(name)).take(moved) for name in _CENTRAL_KEYS}}
+    seen = np.zeros(len(c_ids), np.bool_)
+    seen[pos.drop_null().to_numpy(zero_copy_only=False)] = True
+    only = pa.array(~seen)
+    n_only = int(len(seen) - seen.sum())
+    theirs = {"id": c_ids.filter(only), "in_local": pa.array(np.zeros(n_only, np.bool_)),
+              "in_central": pa.array(np.ones(n_only, np.bool_)),
+              **{name: _flat(central.column(name)).filter(only) for name in _CENTRAL_KEYS}}
+    return pa.concat_tables([pa.table(mine).cast(DIFF_SCHEMA), pa.table(theirs).cast(DIFF_SCHEMA)])
+
+
+#: the central keys a DIFF_SCHEMA row carries
+_CENTRAL_KEYS = ("version", "checksum", "modified_at", "deleted_at")
+
+
+def _flat(values) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values

@@ -244,6 +244,12 @@ class CentralStore(abc.ABC):
         ``opaque`` count as differing. Only backends with :attr:`compares_keys` implement it."""
         raise UsageError(f"central store {self.display}: this backend does not compare keys in the store")
 
+    def central_keys(self, *, opaque: Sequence[str] = ()) -> pa.Table:
+        """Every central row's keys: id, version (int64), checksum, currency, modified_at,
+        deleted_at, and ``ik_opaque`` (whether its client text starts with one of
+        ``opaque``), read in one snapshot. Only backends with :attr:`compares_keys` implement it."""
+        raise UsageError(f"central store {self.display}: this backend does not compare keys in the store")
+
     # -- incremental snapshots (invoicekit.io.snapshot; schema version 10) ---------------
     @abc.abstractmethod
     def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
