@@ -2,8 +2,9 @@
 
 Run ``.venv/bin/python -m benchmarks.pushdown_bench`` (``--rows`` central invoices, default
 1,000,000; ``--differ`` the share of ids that differ, default 0.05; ``--repeat``; ``--pg-url``;
-``--json``). ``--floor-rows N`` instead measures only the server's floor on a synthetic
-``invoices`` table of N rows built in SQL (see :func:`floor_only`).
+``--json``). ``--floor-rows N`` instead measures, on a synthetic ``invoices`` table of N rows
+built in SQL (see :func:`floor_only`), the server's join to a count and the default
+method's two parts (the keys sent, their comparison in Arrow).
 
 ``pushdown_reconcile``  ``reconcile(local, url, pushdown=True)``: the central keys (id,
                         version, checksum, currency, times; no line items, no client text)
@@ -225,7 +226,7 @@ _SYNTH = [
     "ALTER TABLE invoices ADD PRIMARY KEY (id)",
     "VACUUM (FREEZE, ANALYZE) invoices",
     """CREATE UNLOGGED TABLE ik_floor_keys AS
-       SELECT id AS ik_id, (version + CASE WHEN hashtext(id) % 1000 < {permille} THEN 1 ELSE 0 END)::int8
+       SELECT id AS ik_id, (version + CASE WHEN mod(abs(hashtext(id)::int8), 1000) < {permille} THEN 1 ELSE 0 END)::int8
                 AS ik_version, checksum AS ik_checksum, currency AS ik_currency, modified_at AS ik_modified_at,
               deleted_at AS ik_deleted_at FROM invoices""",
     "VACUUM (FREEZE, ANALYZE) ik_floor_keys",
@@ -258,7 +259,21 @@ def floor_only(data: R.Data, rows: int, differ: float, repeat: int) -> R.Result:
     res.measures.append(R.measure("floor: the push-down join run to a count by PostgreSQL alone (plain SQL)",
                                   lambda: _floor_query(url, "ik_floor_keys"), rows=rows, kind="floor", repeat=repeat,
                                   check=lambda k: seen.__setitem__("floor", k)))
-    res.notes.append(f"differing ids found {seen['floor']:,}; invoices table {size / 2**20:,.0f} MiB")
+    # the default method at this size: the central keys sent (two sessions), compared in Arrow
+    from invoicekit.io.central import CentralStore
+    from invoicekit.io.pushdown import KEY_SCHEMA, diff_keys
+
+    store = CentralStore(url)
+    keys = R.adbc_pg_fetch(url, "SELECT * FROM ik_floor_keys").cast(KEY_SCHEMA)
+    central: dict = {}
+    res.measures.append(R.measure("store.central_keys(): every row's keys sent by two sessions",
+                                  lambda: store.central_keys(), rows=rows, kind="info", repeat=repeat,
+                                  check=lambda t: central.__setitem__("keys", t)))
+    res.measures.append(R.measure("diff_keys(local keys, central keys) in Arrow",
+                                  lambda: diff_keys(keys, central["keys"]), rows=rows, kind="info", repeat=repeat,
+                                  check=lambda d: seen.__setitem__("client", d.num_rows)))
+    res.notes.append(f"differing ids found {seen['floor']:,} by the server's join, {seen['client']:,} in Arrow; "
+                     f"invoices table {size / 2**20:,.0f} MiB; keys {keys.nbytes / 2**20:,.0f} MiB a side")
     return res
 
 

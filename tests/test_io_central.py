@@ -310,3 +310,34 @@ def test_write_central_progress_bar_names_its_phases(dialect, central_pg_url, tm
     if dialect == "postgresql":
         assert "merging invoices" in err and "replacing lines" in err
     same(s, ik.read_central(url))
+
+
+# -- several central stores at once ------------------------------------------------------------
+def test_a_list_of_central_stores_reads_each_and_stacks_them(central_pg_url, tmp_path):
+    """As read_local takes a list of paths: a PostgreSQL and a SQLite central store, read with
+    the same options (ids, where, lines, snapshots one per store), rows told apart by source."""
+    lite = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    sets = {central_pg_url: make_invoices(12, seed=31), lite: make_invoices(9, seed=32)}
+    for url, s in sets.items():
+        ik.init_db(url)
+        ik.write_central(s, url)
+    both = ik.read_central([central_pg_url, lite])
+    alone = [ik.read_central(url) for url in sets]
+    assert len(both) == 21 and len(both.lines) == sum(len(s.lines) for s in alone)
+    cols = [c for c in both.invoices.columns if c != "source_row"]
+    pd.testing.assert_frame_equal(both.invoices[cols].reset_index(drop=True),
+                                  pd.concat([s.invoices[cols] for s in alone], ignore_index=True))
+    assert list(both.invoices["source"].unique()) == [s.invoices["source"].iloc[0] for s in alone]
+    # ids and where go to every store
+    ids = [sets[central_pg_url].invoices["id"].iloc[3], sets[lite].invoices["id"].iloc[5], "no-such-id"]
+    assert list(ik.read_central((central_pg_url, lite), ids=ids).invoices["id"]) == ids[:2]
+    eur = ik.read_central([central_pg_url, lite], where={"currency": "EUR"}, lines=False)
+    assert set(eur.invoices["currency"]) == {"EUR"} and len(eur.lines) == 0
+    # one snapshot per store; a single path for two stores says what to give
+    paths = [tmp_path / "pg.arrow", tmp_path / "lite.arrow"]
+    snap = ik.read_central([central_pg_url, lite], snapshot=paths)
+    assert all(p.exists() for p in paths) and len(snap) == 21
+    with pytest.raises(ik.UsageError, match="list of 2 paths, one per store"):
+        ik.read_central([central_pg_url, lite], snapshot=paths[0])
+    with pytest.raises(ik.UsageError, match="empty list"):
+        ik.read_central([])

@@ -80,7 +80,13 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     another store, or of an older format or schema is rebuilt (a logged warning), never
     used. The file holds what the store holds: encrypted client data stays encrypted in it.
     ``snapshot`` cannot be combined with ``where`` or ``ids`` (filter the result instead).
+
+    A list (or tuple) of stores reads each with the same options and stacks them, as
+    ``read_local`` does with a list of paths (``source`` tells the rows apart); ``snapshot``
+    then takes a list of as many paths, one per store.
     """
+    if isinstance(url_or_engine, (list, tuple)):
+        return _read_many(list(url_or_engine), where=where, lines=lines, ids=ids, snapshot=snapshot)
     store = CentralStore(url_or_engine)
     if snapshot is not None:
         return _read_snapshot(store, snapshot, where=where, ids=ids, lines=lines)
@@ -96,6 +102,23 @@ def read_central(url_or_engine: Any, *, where: Mapping[str, Any] | None = None, 
     from ..security import decrypt_if_configured
 
     return decrypt_if_configured(result)
+
+
+def _read_many(stores: list, *, where: Any, lines: bool, ids: Any, snapshot: Any) -> InvoiceSet:
+    """read_central of a list of stores: each read, then stacked (InvoiceSet.concat)."""
+    if not stores:
+        raise UsageError("read_central() got an empty list of central stores")
+    if snapshot is None:
+        paths = [None] * len(stores)
+    elif isinstance(snapshot, (list, tuple)) and len(snapshot) == len(stores):
+        paths = list(snapshot)
+    else:
+        raise UsageError(f"read_central: with a list of {len(stores)} stores, snapshot= takes a list of "
+                         f"{len(stores)} paths, one per store (got {type(snapshot).__name__})",
+                         reason="bad_snapshot")
+    wanted = None if ids is None else id_array(ids, func="read_central")
+    return InvoiceSet.concat(read_central(store, where=where, lines=lines, ids=wanted, snapshot=path)
+                             for store, path in zip(stores, paths))
 
 
 def _read_snapshot(store: CentralStore, snapshot: Any, *, where: Any, ids: Any, lines: bool) -> InvoiceSet:
