@@ -512,3 +512,26 @@ def test_unwritable_snapshot_place_still_returns_the_data(central, tmp_path, cap
     got = ik.read_central(central, snapshot=blocker / "c.arrow")
     assert_same(got, ik.read_central(central))
     assert any("could not be saved" in r.getMessage() for r in caplog.records if r.name == LOGGER)
+
+
+def test_a_copy_without_load_problems_costs_no_room_per_record_batch(tmp_path):
+    """The file of a store whose rows have no load problems is about the size of the rows:
+    the empty problem lists hold no child data, which a file written in record batches would
+    otherwise repeat in every batch (half of a million-invoice file, before)."""
+    from invoicekit.io import snapshot as snap
+
+    rows = ik.read_central(_filled_sqlite(tmp_path, 400), lines=False)
+    table = snap._copy_table(rows)
+    assert table.column("ik_problems").null_count == table.num_rows
+    batches = pa.Table.from_batches([b for b in table.to_batches(max_chunksize=20)])  # 20 record batches
+    path = str(tmp_path / "c.arrow")
+    assert snap._save(path, batches, {"format": snap.FORMAT_VERSION, "rows": batches.num_rows})
+    data = sum(buf.size for col in table.columns for chunk in col.chunks for buf in chunk.buffers() if buf)
+    assert os.path.getsize(path) < 1.3 * data + 64 * 1024
+
+
+def _filled_sqlite(tmp_path: Path, n: int) -> str:
+    url = f"sqlite:///{tmp_path / 'filled.sqlite'}"
+    ik.init_db(url)
+    ik.write_central(make_invoices(n, seed=5), url)
+    return url
