@@ -23,6 +23,10 @@ per push of the HOT check, default 100,000; ``--repeat``; ``--pg-url``; ``--json
                      space in the pages): wall time, and ``n_tup_upd`` / ``n_tup_hot_upd`` of
                      ``invoices`` from ``pg_stat_user_tables`` before and after.
 
+``--sqlite-rows N``   instead: ``write_central`` of N new invoices and then of the same
+                     edited, into a SQLite central store with the marker's row triggers and
+                     into one without them (dropped), alternating, ``--repeat`` times.
+
 The central store is ``benchmarks/run.py``'s (``make_invoices(--rows)`` written by
 ``write_central`` into a uuid-named database, dropped at the end); snapshot files live in
 ``benchmarks/.data`` and are removed at the end.
@@ -229,6 +233,47 @@ def bench_snapshot(data: R.Data, changed: float, push: int, repeat: int, hot: bo
     return res
 
 
+def sqlite_marker_cost(rows: int, repeat: int) -> R.Result:
+    """What the change marker costs a SQLite central store's writes: ``write_central`` of
+    ``rows`` new invoices, then of the same invoices edited (version + 1), into a fresh file
+    with the marker's row triggers in place and into one with them dropped (alternating)."""
+    import sqlite3
+    import tempfile
+
+    import invoicekit
+    from invoicekit.samples import make_invoices
+
+    fresh = make_invoices(rows, seed=R.SEED)
+    s = fresh
+    inv, lines = s.invoices_table(), s.lines_table()
+    edited = S.edit_invoices(inv, lines, inv["id"].combine_chunks(), days=1.0, sync_status=None, source="edit")
+    res = R.Result("sqlite_marker_cost", f"write_central of {rows:,} invoices into SQLite, marker triggers on/off",
+                   rows)
+    with tempfile.TemporaryDirectory(prefix="ik_marker_") as tmp:
+        for k in range(repeat):
+            for marker in (True, False):
+                url = f"sqlite:///{tmp}/c-{k}-{int(marker)}.sqlite"
+                invoicekit.init_db(url)
+                if not marker:
+                    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+                    for event in ("insert", "update", "delete"):
+                        conn.execute(f"DROP TRIGGER invoicekit_mark_{event}")
+                    conn.commit()
+                    conn.close()
+                t0 = time.perf_counter()
+                invoicekit.write_central(fresh, url, progress=False)
+                t1 = time.perf_counter()
+                invoicekit.write_central(edited, url, progress=False)
+                t2 = time.perf_counter()
+                label = "on" if marker else "off"
+                res.measures.append(R.Measure(f"insert {rows:,}, marker triggers {label} (run {k + 1})", "info",
+                                              rows, [t1 - t0]))
+                res.measures.append(R.Measure(f"update {rows:,}, marker triggers {label} (run {k + 1})", "info",
+                                              rows, [t2 - t1]))
+                print(f"  run {k + 1}, triggers {label}: insert {t1 - t0:.2f} s, update {t2 - t1:.2f} s", flush=True)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.snapshot_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -240,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=R.SEED)
     p.add_argument("--data-dir", default=R.DATA_DIR)
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--sqlite-rows", type=int, default=0,
+                   help="instead: what the marker costs writes to a SQLite central store of this many invoices")
     args = p.parse_args(argv)
+    if args.sqlite_rows:
+        res = sqlite_marker_cost(args.sqlite_rows, args.repeat)
+        R.report(res)
+        return 0
     info = R.machine()
     data = R.Data(args.rows, args.seed, args.pg_url, args.data_dir)
     info["postgresql"] = data.pg_server_version()
