@@ -1,7 +1,7 @@
-"""The notebooks of issue 12, as committed: nbval (``make test``) runs them and compares their
-outputs; this checks what nbval cannot: that they are the four the issue names, each rebuilt
-by its own script, executed, checked by asserts, compared in full (no output excluded), and
-leaving nothing behind in the temporary directory."""
+"""The notebooks, as committed: nbval (``make test``) runs them and compares their outputs;
+this checks what nbval cannot: that they are the four issue 12 names and the central-scale
+one of issue 13, each rebuilt by its own script, executed, checked by asserts, compared in
+full (no output excluded), and leaving nothing behind in the temporary directory."""
 
 import json
 import re
@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["01_quick_start", "02_duplicates", "03_pdf_batch", "04_offline_device"]
+NAMES = ["01_quick_start", "02_duplicates", "03_pdf_batch", "04_offline_device", "05_central_scale"]
 
 
 def _code_cells(name: str) -> list[dict]:
@@ -30,7 +30,7 @@ def _sanitisers() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(r), s) for r, s in get_sanitize_patterns((NOTEBOOKS / "nbval_sanitize.cfg").read_text())]
 
 
-def test_the_four_notebooks_of_the_issue_each_with_its_builder():
+def test_the_notebooks_each_with_its_builder():
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
     for name in NAMES:
         builder = ROOT / "scripts" / f"build_notebook_{name[:2]}.py"
