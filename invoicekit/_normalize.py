@@ -180,8 +180,7 @@ SELECT
 FROM checked
 """
 
-_LINES_SQL = f"""
-CREATE TEMP TABLE ln AS
+_LINES_QUERY = f"""
 WITH checked AS (
   SELECT *, coalesce(CASE WHEN json_valid(line_items) THEN json_type(line_items) END = 'ARRAY', false) AS lines_ok
   FROM items
@@ -209,6 +208,15 @@ SELECT *,
        THEN TRY_CAST(ROUND(quantity * unit_price, 2) AS DECIMAL(12,2)) END AS line_total
 FROM amounts
 """
+_LINES_SQL = "CREATE TEMP TABLE ln AS" + _LINES_QUERY
+
+#: the lines as :func:`explode_lines` returns them, from ``ln`` (or the query making it)
+_LINES_OUT = """SELECT invoice_id, line_no, description,
+       CASE WHEN quantity_wide = quantity THEN quantity END AS quantity,
+       CASE WHEN unit_price_wide = unit_price THEN unit_price END AS unit_price,
+       line_total
+FROM {ln}"""
+
 
 _BAD_JSON_ITEMS_SQL = """
 SELECT source, source_row, id, 'unparseable_json' AS rule, 'line_items' AS field, left(line_items, 80) AS value,
@@ -367,24 +375,20 @@ ITEM_COLUMNS = ["id", "line_items", "source", "source_row"]
 _PASSTHROUGH = ["id", "invoice_number", "client_data", "line_items", "currency", "sync_status", "checksum", "source"]
 
 
-def explode_lines(items: pa.Table) -> tuple[pa.Table, pa.Table]:
+def explode_lines(items: pa.Table, *, problems: bool = True) -> tuple[pa.Table, pa.Table | None]:
     """(lines, problems) parsed from the ``line_items`` text of ``items`` (columns
-    :data:`ITEM_COLUMNS`), in one vectorised DuckDB pass."""
+    :data:`ITEM_COLUMNS`), in one vectorised DuckDB pass. ``problems=False`` parses the
+    lines only (one query, nothing materialised) and returns None for the problems."""
     con = _duck.connect(items=items.select(ITEM_COLUMNS))
     try:
+        if not problems:
+            return _duck.arrow(con, _LINES_OUT.format(ln=f"({_LINES_QUERY})")).cast(LINE_SCHEMA), None
         con.execute(_LINES_SQL)
-        lines = _duck.arrow(
-            con,
-            """SELECT invoice_id, line_no, description,
-                      CASE WHEN quantity_wide = quantity THEN quantity END AS quantity,
-                      CASE WHEN unit_price_wide = unit_price THEN unit_price END AS unit_price,
-                      line_total
-               FROM ln""",
-        )
-        problems = _duck.arrow(con, _BAD_ITEMS_SQL)
+        lines = _duck.arrow(con, _LINES_OUT.format(ln="ln"))
+        found = _duck.arrow(con, _BAD_ITEMS_SQL)
     finally:
         con.close()
-    return lines.cast(LINE_SCHEMA), problems.cast(PROBLEM_SCHEMA)
+    return lines.cast(LINE_SCHEMA), found.cast(PROBLEM_SCHEMA)
 
 
 def normalize(raw: pa.Table, *, lines: bool = True) -> InvoiceSet:

@@ -86,10 +86,11 @@ _SCOPE_NOTE = ("out of scope: only the device's invoices were fetched from the c
 
 
 def _eq(a: str, b: str, *, deleted: bool = True) -> str:
-    parts = [f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in _CONTENT]
-    if deleted:
-        parts.append(f"(({a}.deleted_at IS NULL) = ({b}.deleted_at IS NULL))")
-    return "(" + " AND ".join(parts) + ")"
+    """SQL: sides ``a`` and ``b`` hold the same content (``f.{a}{b}_same``: every column of
+    :data:`_CONTENT` IS NOT DISTINCT FROM, computed by :func:`_same_content`) and, with
+    ``deleted``, are alike deleted or not; never NULL."""
+    same = f"f.{a}{b}_same"
+    return f"({same} AND (({a}.deleted_at IS NULL) = ({b}.deleted_at IS NULL)))" if deleted else same
 
 
 def _on(side: str, col: str) -> str:
@@ -100,7 +101,10 @@ def _on(side: str, col: str) -> str:
 # ``l`` (local), ``c`` (central), ``b`` (base), where ``_present`` says whether that side has
 # the id (see ``_aligned``; a side with none of the ids is an empty relation, which the
 # positional join pads with NULLs). Aligning by position (a join of ids only, then a gather)
-# avoids a hash join that would carry every content column of one side in its table.
+# avoids a hash join that would carry every content column of one side in its table. The
+# content comparisons come in ``f`` (``lc_same``, ``lb_same``, ``cb_same``, see
+# ``_same_content``): the aligned sides hold only the small columns (versions, times), and
+# the large text columns are compared slice by slice, never gathered whole.
 _STATUS_SQL = f"""
 WITH j AS (
   SELECT coalesce(l._present, false) AS in_local, coalesce(c._present, false) AS in_central,
@@ -119,7 +123,7 @@ WITH j AS (
     coalesce(b._present, false) AND NOT ({_eq('l', 'b')} AND l.version = b.version) AS local_changed,
     coalesce(b._present, false) AND NOT ({_eq('c', 'b')} AND c.version = b.version) AS central_changed,
     o._ord AS _ord
-  FROM ao o POSITIONAL JOIN al l POSITIONAL JOIN ac c POSITIONAL JOIN ab b
+  FROM ao o POSITIONAL JOIN al l POSITIONAL JOIN ac c POSITIONAL JOIN ab b POSITIONAL JOIN af f
 ), k AS (
   SELECT *, coalesce(local_sync_status, '') <> 'synced' AS dirty FROM j
 )
@@ -185,44 +189,67 @@ _SIDE_COLUMNS = ["id", "invoice_number", "client_data", "line_items", "total", "
                  "modified_at", "deleted_at"]
 _LOCAL_COLUMNS = [*_SIDE_COLUMNS, "source", "sync_status"]
 
-# one row per (id, field) of an invoice; lines keyed by identity (description + occurrence)
-_LONG = """
-CREATE TEMP TABLE {out} AS
-SELECT id, field, value FROM (
-  SELECT id, invoice_number AS "invoice_number", client_name AS "client.name", client_email AS "client.email",
-         client_address AS "client.address", client_tax_id AS "client.tax_id", currency AS "currency",
-         CAST(total AS VARCHAR) AS "total", CAST(deleted_at AS VARCHAR) AS "deleted_at"
-  FROM {inv} WHERE id IN (SELECT id FROM todo)
-) UNPIVOT INCLUDE NULLS (value FOR field IN ("invoice_number", "client.name", "client.email", "client.address",
-                                             "client.tax_id", "currency", "total", "deleted_at"))
-UNION ALL
-SELECT invoice_id, 'lines[' || key || '].' || part, value FROM (
-  SELECT invoice_id,
-         description || '#' || row_number() OVER (PARTITION BY invoice_id, description ORDER BY line_no) AS key,
-         CAST(quantity AS VARCHAR) AS "quantity", CAST(unit_price AS VARCHAR) AS "unit_price"
-  FROM {lines} WHERE invoice_id IN (SELECT id FROM todo)
-) UNPIVOT INCLUDE NULLS (value FOR part IN ("quantity", "unit_price"))
-"""
+#: the invoice-level fields of the diff: (field name, column, its text as the diff shows it)
+_INVOICE_FIELDS = (
+    ("invoice_number", "invoice_number", "{s}.invoice_number"), ("client.name", "client_name", "{s}.client_name"),
+    ("client.email", "client_email", "{s}.client_email"), ("client.address", "client_address", "{s}.client_address"),
+    ("client.tax_id", "client_tax_id", "{s}.client_tax_id"), ("currency", "currency", "{s}.currency"),
+    ("total", "total", "CAST({s}.total AS VARCHAR)"), ("deleted_at", "deleted_at", "CAST({s}.deleted_at AS VARCHAR)"),
+)
+#: the columns the invoice-level fields read
+_FIELD_COLUMNS = ["id", *(column for _, column, _ in _INVOICE_FIELDS)]
 
-# the invoices needing action whose line items may differ: not the same line-item text on the
-# local and central side (and the base, when there is one)
-_LINED_SQL = """
-SELECT t.id FROM todo t JOIN loc_t l ON l.id = t.id LEFT JOIN cen_t c ON c.id = t.id LEFT JOIN bas_t b ON b.id = t.id
-WHERE NOT coalesce(c.id IS NOT NULL AND l.line_items = c.line_items
-                   AND (b.id IS NULL OR b.line_items = l.line_items), false)
-"""
 
-_FIELDS_SQL = """
-SELECT coalesce(l.id, c.id, b.id) AS id, coalesce(l.field, c.field, b.field) AS field,
-       b.value AS base, l.value AS local, c.value AS central,
-       t.has_base AND l.value IS DISTINCT FROM b.value AS local_changed,
-       t.has_base AND c.value IS DISTINCT FROM b.value AS central_changed
-FROM lf l
-FULL OUTER JOIN cf c ON c.id = l.id AND c.field = l.field
-FULL OUTER JOIN bf b ON b.id = coalesce(l.id, c.id) AND b.field = coalesce(l.field, c.field)
-JOIN todo t ON t.id = coalesce(l.id, c.id, b.id)
-WHERE l.value IS DISTINCT FROM c.value
-   OR (t.has_base AND (l.value IS DISTINCT FROM b.value OR c.value IS DISTINCT FROM b.value))
+def _differs(local: str, central: str, base: str, has_base: str) -> str:
+    """SQL: a (base, local, central) triple differs: local and central differ, or (with a base)
+    either differs from the base. Values are compared in their own types (exact decimals and
+    times: equal exactly when their text is)."""
+    return (f"({local} IS DISTINCT FROM {central} OR ({has_base} AND ({local} IS DISTINCT FROM {base} "
+            f"OR {central} IS DISTINCT FROM {base})))")
+
+
+def _changed(side: str, base: str, has_base: str) -> str:
+    return f"{has_base} AND {side} IS DISTINCT FROM {base}"
+
+
+def _field_rows(field: str, value: str, col: str, source: str, where: str) -> str:
+    """One SELECT (from ``source``, rows matching ``where``) of the diff rows of one field:
+    ``value`` is the SQL of a side's value as the diff shows it, ``col`` the column compared
+    (``{s}`` stands for the side: ``b``, ``l``, ``c``). Values are compared in their own type
+    (exact decimals and times, equal exactly when their text is), shown as text."""
+    l_, c_, b_ = (col.format(s=s) for s in ("l", "c", "b"))
+    return (f"SELECT id, {field} AS field, {value.format(s='b')} AS base, {value.format(s='l')} AS local, "
+            f"{value.format(s='c')} AS central, {_changed(l_, b_, 'has_base')} AS local_changed, "
+            f"{_changed(c_, b_, 'has_base')} AS central_changed\n"
+            f"FROM {source} WHERE {where + ' AND ' if where else ''}{_differs(l_, c_, b_, 'has_base')}")
+
+
+# One row per (id, field) that differs among base, local and central, for the invoices needing
+# action, ordered by id and field. Invoice-level fields come from ``inv``: the busy invoices'
+# rows on each side lined up by position (``b_total``, ``l_total``, ``c_total``, ..., and
+# has_base); line items from the lines of the invoices whose line-item text differs
+# (``ll``/``cl``/``bl``, see ``_keyed``), matched by identity: description and occurrence
+# (``line``: the invoice and description as one integer shared by the three sides, ``occ``:
+# the line's rank among the invoice's lines of that description, by line_no), both parts of a
+# line at once. A side lacking an invoice or a line has NULL values there.
+_FIELD_ROWS = "\nUNION ALL\n".join(
+    [_field_rows(f"'{name}'", text.replace("{s}.", "{s}_"), f"{{s}}_{column}", "inv", "id IS NOT NULL")
+     for name, column, text in _INVOICE_FIELDS]
+    + [_field_rows(f"'lines[' || key || '].{part}'", f"CAST({{s}}_{v} AS VARCHAR)", f"{{s}}_{v}", "lines", "")
+       for part, v in (("quantity", "q"), ("unit_price", "p"))])
+_FIELDS_SQL = f"""
+WITH lines AS (
+  SELECT coalesce(l.invoice_id, c.invoice_id, b.invoice_id) AS id,
+         coalesce(l.description || '#' || l.occ, c.description || '#' || c.occ,
+                  b.description || '#' || b.occ) AS key,
+         coalesce(l.has_base, c.has_base, b.has_base) AS has_base,
+         b.quantity AS b_q, l.quantity AS l_q, c.quantity AS c_q,
+         b.unit_price AS b_p, l.unit_price AS l_p, c.unit_price AS c_p
+  FROM ll l
+  FULL OUTER JOIN cl c ON c.line = l.line AND c.occ = l.occ
+  FULL OUTER JOIN bl b ON b.line = coalesce(l.line, c.line) AND b.occ = coalesce(l.occ, c.occ)
+)
+{_FIELD_ROWS}
 ORDER BY 1, 2
 """
 
@@ -324,8 +351,114 @@ def _aligned(table: pa.Table, pos: np.ndarray) -> pa.Table | None:
     present = pos >= 0
     if table.num_rows == 0 or not present.any():
         return None
-    index = pa.array(pos) if present.all() else pa.array(pos, mask=~present)
-    return table.take(index).append_column("_present", pa.array(present))
+    return _take(table, pos).append_column("_present", pa.array(present))
+
+
+def _none(table: pa.Table) -> pa.Table:
+    """An empty relation of ``table``'s columns and ``_present`` (the positional join pads it with NULLs)."""
+    return table.slice(0, 0).append_column("_present", pa.array([], pa.bool_()))
+
+
+def _take_column(column: pa.ChunkedArray | pa.Array, pos: np.ndarray, present: np.ndarray,
+                 plans: dict | None = None) -> pa.Array:
+    """``column`` at ``pos`` (null where not ``present``). Arrow's take of a chunked array
+    concatenates it whole first: a column of several chunks is concatenated only when most of
+    it is wanted, else taken from chunk by chunk (``plans`` keeps the plan of each chunk
+    layout, for the other columns of a table)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if len(chunks) > 1 and len(pos) * 2 >= len(column):
+        chunks = [column.combine_chunks()]
+    if len(chunks) == 1:
+        return chunks[0].take(pa.array(pos) if present.all() else pa.array(pos, mask=~present))
+    if not present.any():
+        return pa.nulls(len(pos), column.type)
+    layout = tuple(len(chunk) for chunk in chunks)
+    plan = plans.get(layout) if plans is not None else None
+    if plan is None:
+        starts = np.cumsum([0, *layout])
+        wanted = pos[present]
+        chunk_of = np.searchsorted(starts, wanted, side="right") - 1
+        in_order = bool((chunk_of[1:] >= chunk_of[:-1]).all())
+        order = np.arange(len(wanted)) if in_order else np.argsort(chunk_of, kind="stable")
+        bounds = np.searchsorted(chunk_of[order], np.arange(len(chunks) + 1))
+        picks = [(k, pa.array(wanted[order[bounds[k]:bounds[k + 1]]] - starts[k]))
+                 for k in range(len(chunks)) if bounds[k + 1] > bounds[k]]
+        back = None  # the rows by chunk are the rows in order (the positions run chunk by chunk)
+        if not (in_order and present.all()):
+            back = np.zeros(len(pos), dtype=np.int64)
+            back[np.flatnonzero(present)[order]] = np.arange(len(wanted), dtype=np.int64)
+            back = pa.array(back) if present.all() else pa.array(back, mask=~present)
+        plan = picks, back
+        if plans is not None:
+            plans[layout] = plan
+    picks, back = plan
+    parts = [chunks[k].take(index) for k, index in picks]
+    gathered = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+    return gathered if back is None else gathered.take(back)  # by chunk: put back in order
+
+
+def _take(table: pa.Table, pos: np.ndarray) -> pa.Table:
+    """Rows of ``table`` at ``pos`` (-1: a row of nulls), column by column (see :func:`_take_column`)."""
+    present, plans = pos >= 0, {}
+    return pa.table({name: _take_column(table.column(name), pos, present, plans) for name in table.column_names})
+
+
+def _versions(side: pa.Table | pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A side's ``n`` aligned versions and whether each is known (not NULL; a side with no rows
+    at all has none)."""
+    if isinstance(side, pa.Table):
+        side = side.column("version")
+    if side is None:
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    return side.fill_null(0).to_numpy(), pc.is_valid(side).to_numpy(zero_copy_only=False)
+
+
+def _same_of(equal, a, b) -> pa.Array:
+    """Per row, ``a IS NOT DISTINCT FROM b`` (never null), from ``equal``: ``a = b``."""
+    return pc.or_kleene(equal, pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
+
+
+#: rows compared at a time: the large text columns are gathered a slice at a time (memory reused)
+_SLICE = 1 << 16
+
+
+def _same_content(sides: dict[str, tuple[pa.Table, np.ndarray | None]], pairs: list[tuple[str, str]], n: int,
+                  *, lines: bool = False) -> dict[tuple[str, ...], np.ndarray]:
+    """For each pair ``(a, b)`` of ``sides`` (name: the table and the position of its row for
+    each of ``n`` rows, -1 a row of NULLs as the positional join pads, None its rows in
+    order), per row whether the two hold the same content: every column of :data:`_CONTENT`
+    IS NOT DISTINCT FROM. The rows are gathered a slice at a time, once for every pair.
+    ``lines``: also ``(a, b, "line_items")``, whether the line-item texts are equal (SQL ``=``,
+    false where either is NULL)."""
+    out = {pair: np.zeros(n, dtype=bool) for pair in pairs}
+    if lines:
+        out.update({(*pair, "line_items"): np.zeros(n, dtype=bool) for pair in pairs})
+
+    def compare(i: int) -> None:
+        j = min(n, i + _SLICE)
+        rows = {name: table.slice(i, j - i) if pos is None else _take(table, pos[i:j])
+                for name, (table, pos) in sides.items()}
+        for a, b in pairs:
+            same = None
+            for name in _CONTENT:
+                equal = pc.equal(rows[a].column(name), rows[b].column(name))
+                if lines and name == "line_items":
+                    out[a, b, name][i:j] = equal.fill_null(False).to_numpy(zero_copy_only=False)
+                column = _same_of(equal, rows[a].column(name), rows[b].column(name))
+                same = column if same is None else pc.and_(same, column)
+            out[a, b][i:j] = same.to_numpy(zero_copy_only=False)
+
+    starts = range(0, n, _SLICE)
+    if len(starts) < 2:
+        for i in starts:
+            compare(i)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2, thread_name_prefix="invoicekit-reconcile") as pool:  # Arrow releases the GIL
+        for done in [pool.submit(compare, i) for i in starts]:
+            done.result()
+    return out
 
 
 #: the columns of ``Reconciliation.status``
@@ -367,10 +500,13 @@ def _nulls(side: str, name: str, n: int) -> pa.Array:
     return pa.nulls(n, STATUS_SCHEMA.field(f"{side}_{name}").type)
 
 
-def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table
+            ) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray, bool]:
     """The status rows: the local ids in the local order, then the central-only ids in the
     central order (both by construction, no sort of the result); and, per local row, the
-    position of its central and base rows (-1: none).
+    position of its central and base rows (-1: none) and whether its line-item text equals
+    central's (SQL ``=``: false where either is NULL or central has no row); and whether no id
+    of either side is on several base rows.
 
     Only ``status`` and ``reason`` need SQL (over the aligned sides); every other column is
     a side's own column, put in place by Arrow; a central-only id is always ``central_only``.
@@ -390,14 +526,40 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     only = np.argsort(cp[~mine], kind="stable")
     c_only, b_only = cp[~mine][only], bp[~mine][only]
     L = loc.select(_LOCAL_COLUMNS)  # used in place (chunks and all)
-    C, B = (t.select(_SIDE_COLUMNS).combine_chunks() for t in (cen, bas))
+    C, B = cen.select(_SIDE_COLUMNS), bas.select(_SIDE_COLUMNS)
 
-    content = [c for c in _SIDE_COLUMNS if c != "id"]  # the local id is the row's id
-    ac, ab = _aligned(C.select(content), c_of_l), _aligned(B.select(content), b_of_l)
+    ac, ab = _aligned(C.select(_SIDE_OWN), c_of_l), _aligned(B.select(_SIDE_OWN), b_of_l)
+    # the content comparisons: local with central on every row; with the base only where the
+    # status asks for them (both sides hold the id, it has a base, and the content or deletion
+    # of local and central differ); NULL elsewhere, where no branch of the status reads them
+    content = list(_CONTENT)
+    lc = _same_content({"l": (L.select(content), None), "c": (C.select(content), c_of_l)}, [("l", "c")],
+                       n_local, lines=True)
+    lc_same = lc["l", "c"]
+    gone = pc.is_null(L.column("deleted_at")).to_numpy(zero_copy_only=False)
+    c_gone = (pc.is_null(ac.column("deleted_at")).to_numpy(zero_copy_only=False) if ac is not None
+              else np.ones(n_local, dtype=bool))
+    need = (c_of_l >= 0) & (b_of_l >= 0) & ~(lc_same & (gone == c_gone))
+    # a side whose version differs from the base's changed whatever its content
+    # (``NOT (x AND version = base version)`` is then true): its content is not compared
+    (lv, lk), (cv, ck), (bv, bk) = (_versions(side, n_local) for side in (L.column("version"), ac, ab))
+    flags = {"lc_same": pa.array(lc_same)}
+    for pair, side, of_l, (version, known) in (("lb", L, None, (lv, lk)), ("cb", C, c_of_l, (cv, ck))):
+        rows = np.flatnonzero(need & ~(known & bk & (version != bv)))
+        same = np.zeros(n_local, dtype=bool)
+        if len(rows):
+            sides = {"a": (side.select(content), rows if of_l is None else of_l[rows]),
+                     "b": (B.select(content), b_of_l[rows])}
+            same[rows] = _same_content(sides, [("a", "b")], len(rows))["a", "b"]
+        unknown = np.ones(n_local, dtype=bool)
+        unknown[rows] = False
+        flags[f"{pair}_same"] = pa.array(same, mask=unknown)
+    flags = pa.table(flags)
     rels = {"ao": pa.table({"_ord": pa.array(np.arange(n_local, dtype=np.int64))}),
             "al": L.append_column("_present", pa.array(np.ones(n_local, dtype=bool))),
-            "ac": ac if ac is not None else C.slice(0, 0).append_column("_present", pa.array([], pa.bool_())),
-            "ab": ab if ab is not None else B.slice(0, 0).append_column("_present", pa.array([], pa.bool_()))}
+            "ac": ac if ac is not None else _none(C.select(_SIDE_OWN)),
+            "ab": ab if ab is not None else _none(B.select(_SIDE_OWN)),
+            "af": flags}
     for name, table in rels.items():
         con.register(name, table)
     try:
@@ -417,7 +579,7 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
         "has_base": pa.array(b_of_l >= 0),
     }
     k = len(c_only)
-    co, bo = _rows_at(C, c_only), _aligned(B, b_only)  # c_only ascends: table order is its order
+    co, bo = _rows_at(C, c_only), _aligned(B.select(_SIDE_OWN), b_only)  # c_only ascends: table order is its order
     central_rows = {
         "id": co.column("id"), "source": pa.nulls(k, pa.string()),
         "status": pa.array(np.full(k, "central_only", dtype=object), pa.string()),
@@ -429,7 +591,9 @@ def _status(con, loc: pa.Table, cen: pa.Table, bas: pa.Table) -> tuple[pa.Table,
     }
     parts = [pa.table({n: rows[n] for n in STATUS_SCHEMA.names}).cast(STATUS_SCHEMA)
              for rows in (local_rows, central_rows)]
-    return pa.concat_tables(parts), c_of_l, b_of_l
+    # no id of either side on several base rows (the join of positions repeats no row)
+    base_distinct = pos.num_rows == n_local + int((~mine).sum())
+    return pa.concat_tables(parts), c_of_l, b_of_l, lc["l", "c", "line_items"], base_distinct
 
 
 def _central_store(value: Any) -> Any:
@@ -524,6 +688,108 @@ def _sides(local: Any, central: Any, scope: str | None) -> tuple[InvoiceSet, Inv
     return local, read_central(store), "all"
 
 
+def _padded(table: pa.Table, pos: np.ndarray) -> pa.Table:
+    """``_aligned``, or :func:`_none` when no position is present."""
+    rows = _aligned(table, pos)
+    return rows if rows is not None else _none(table)
+
+
+def _ranked(lines: pa.Table, ids: pa.Array) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """``lines`` (of invoices among ``ids``), each line's invoice as its row in ``ids``, and
+    its occurrence: its rank among its invoice's lines of the same description by line_no (1
+    for the first), which with the description identifies a line. Vectorised: a stable sort
+    of integer codes (no window function)."""
+    if lines.num_rows == 0:
+        return lines, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    invoice = pc.index_in(lines.column("invoice_id"), value_set=ids).fill_null(-1).to_numpy().astype(np.int64)
+    description = pc.dictionary_encode(lines.column("description").combine_chunks())
+    code = description.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    group = (invoice + 1) * (len(description.dictionary) + 1) + code + 1
+    # line numbers as SQL orders them: a NULL one after every number
+    line_no = lines.column("line_no").cast(pa.int64()).fill_null(np.iinfo(np.int64).max).to_numpy()
+    order = np.lexsort((line_no, group))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = group[order][1:] != group[order][:-1]
+    at = np.arange(len(order), dtype=np.int64)
+    occ = np.empty(len(order), dtype=np.int64)
+    occ[order] = at - np.maximum.accumulate(np.where(first, at, 0)) + 1
+    return lines, invoice, occ
+
+
+def _keyed(sides: dict[str, tuple[pa.Table, np.ndarray, np.ndarray]], has_base: np.ndarray) -> dict[str, pa.Table]:
+    """Each side's ranked lines (see :func:`_ranked`) keyed by identity in integers the three
+    sides share: ``line`` (the invoice and the description's code; NULL without a description,
+    which matches nothing, as in SQL) and ``occ``; with their invoice's ``has_base``."""
+    descriptions = pc.unique(pa.concat_arrays([pc.unique(t.column("description")).cast(pa.string())
+                                               for t, _, _ in sides.values()])).drop_null()
+    out = {}
+    for name, (lines, invoice, occ) in sides.items():
+        described = pc.index_in(lines.column("description"), value_set=descriptions)
+        code = described.fill_null(0).to_numpy().astype(np.int64) if lines.num_rows else invoice
+        known = pc.is_valid(described).to_numpy(zero_copy_only=False) if lines.num_rows else invoice >= 0
+        out[name] = pa.table({
+            "invoice_id": lines.column("invoice_id"), "description": lines.column("description"),
+            "quantity": lines.column("quantity"), "unit_price": lines.column("unit_price"),
+            "line": pa.array(invoice * (len(descriptions) + 1) + code, mask=~known), "occ": pa.array(occ),
+            "has_base": pa.array(has_base[invoice]),
+        })
+    return out
+
+
+def _fields(con, local: InvoiceSet, central: InvoiceSet, base: InvoiceSet, tables: tuple[pa.Table, pa.Table, pa.Table],
+            status: pa.Table, aligned: tuple[np.ndarray, np.ndarray, np.ndarray, bool]) -> pa.Table:
+    """The field differences of the invoices needing action (the local rows whose status is
+    not in sync; central-only ids are): their rows on each side are picked by position, the
+    compared columns only, and only the line items of invoices whose line-item text differs
+    somewhere are parsed (equal text on every side holding the invoice parses to equal lines:
+    no differing field); a deferred set parses just those. ``aligned``: per local row, the
+    position of its central and base rows and whether its line-item text equals central's, and
+    whether the base holds each id once (see :func:`_status`)."""
+    loc, cen, bas = tables
+    c_of_l, b_of_l, lines_same, base_distinct = aligned
+    busy = pc.invert(pc.is_in(status.column("status").slice(0, len(local)),
+                              value_set=pa.array(IN_SYNC + ("local_only",))))
+    at = np.flatnonzero(busy.to_numpy(zero_copy_only=False))
+    c_at, b_at = c_of_l[at], b_of_l[at]
+    has_base = b_at >= 0
+    # not the same line-item text on the local and central side (and the base, when there is
+    # one): the base's text is compared where the local and central ones are equal
+    same = lines_same[at]
+    check = np.flatnonzero(same & has_base)
+    if len(check):
+        text = _rows_at(loc.select(["line_items"]), at[check]).column("line_items")
+        base_text = _take(bas.select(["line_items"]), b_at[check]).column("line_items")
+        same[check] = pc.equal(text, base_text).fill_null(False).to_numpy(zero_copy_only=False)
+    lined = pa.table({"row": pa.array(at[~same]), "id": _rows_at(loc.select(["id"]), at[~same]).column("id"),
+                      "has_base": pa.array(has_base[~same])})
+    lined = lined.filter(pc.is_valid(lined.column("id")))
+    ids = lined.column("id").combine_chunks()
+    rows = lined.column("row").to_numpy()
+    # the three sides' lines parsed (DuckDB), filtered (Arrow) and ranked (NumPy) at once, while
+    # the invoice-level fields are gathered: the three sides' columns side by side
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3, thread_name_prefix="invoicekit-reconcile") as pool:
+        # (ids held once: their lines are picked by row where they wait in the invoices' rows)
+        b_rows = b_of_l[rows][b_of_l[rows] >= 0]
+        made = {name: pool.submit(lambda pick: _ranked(pick(), ids), pick) for name, pick in (
+            ("ll", lambda: local._lines_at(rows, loc.column("id"))), ("cl", lambda: central.lines_of(ids)),
+            ("bl", lambda: base._lines_at(b_rows, bas.column("id")) if base_distinct else base.lines_of(ids)))}
+        tl = _rows_at(loc.select(_FIELD_COLUMNS), at)
+        tc, tb = _padded(cen.select(_FIELD_COLUMNS), c_at), _padded(bas.select(_FIELD_COLUMNS), b_at)
+        inv = {"id": tl.column("id"), "has_base": pa.array(has_base)}
+        for column in _FIELD_COLUMNS[1:]:
+            for name, side in (("b", tb), ("l", tl), ("c", tc)):
+                inv[f"{name}_{column}"] = (side.column(column) if side.num_rows
+                                           else pa.nulls(len(at), side.schema.field(column).type))
+        rels = _keyed({name: future.result() for name, future in made.items()},
+                      lined.column("has_base").to_numpy(zero_copy_only=False))
+    rels["inv"] = pa.table(inv)
+    for name, table in rels.items():
+        con.register(name, table)
+    return _duck.arrow(con, _FIELDS_SQL)
+
+
 def _compare(local: InvoiceSet, central: InvoiceSet, *, fields: bool) -> tuple[pa.Table, pa.Table]:
     """The status rows and field differences of ``local`` against ``central`` (the in-memory
     comparison: both sides whole, content compared field by field)."""
@@ -534,27 +800,9 @@ def _compare(local: InvoiceSet, central: InvoiceSet, *, fields: bool) -> tuple[p
     loc, cen, bas = _numbered(local), _numbered(central), _numbered(base)
     con = _duck.connect(loc=loc, cen=cen, bas=bas)
     try:
-        status, c_of_l, b_of_l = _status(con, loc, cen, bas)
+        status, *aligned = _status(con, loc, cen, bas)
         if fields:
-            # the invoices needing action are local rows (central-only ids are in sync): their
-            # rows on each side are picked by position, and only their line items are parsed
-            busy = pc.invert(pc.is_in(status.column("status").slice(0, len(local)),
-                                      value_set=pa.array(IN_SYNC + ("local_only",))))
-            at = np.flatnonzero(busy.to_numpy(zero_copy_only=False))
-            todo = _rows_at(status.select(["id", "has_base"]), at)
-            con.register("todo", todo)
-            con.register("loc_t", _rows_at(loc, at))
-            con.register("cen_t", _rows_at(cen, c_of_l[at][c_of_l[at] >= 0]))
-            con.register("bas_t", _rows_at(bas, b_of_l[at][b_of_l[at] >= 0]))
-            # lines only of the invoices whose line-item text differs somewhere (equal text on
-            # every side holding the invoice parses to equal lines: no differing field); a
-            # deferred set parses just those
-            lined = _duck.arrow(con, _LINED_SQL).column("id")
-            for name, side in (("ll", local), ("cl", central), ("bl", base)):
-                con.register(name, side.lines_of(lined))
-            for out, inv, lines in (("lf", "loc_t", "ll"), ("cf", "cen_t", "cl"), ("bf", "bas_t", "bl")):
-                con.execute(_LONG.format(out=out, inv=inv, lines=lines))
-            diff = _duck.arrow(con, _FIELDS_SQL)
+            diff = _fields(con, local, central, base, (loc, cen, bas), status, tuple(aligned))
         else:
             diff = pa.table({c: pa.array([], pa.string()) for c in ("id", "field", "base", "local", "central")})
             diff = diff.append_column("local_changed", pa.array([], pa.bool_()))

@@ -45,6 +45,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -143,6 +144,13 @@ def merge_problems(*tables: pa.Table, sources: pa.ChunkedArray | pa.Array | None
         keys.insert(0, ("_rank", "ascending"))
     merged = merged.sort_by(keys)  # a stable sort
     return to_frame(merged, PROBLEM_SCHEMA)
+
+
+def _mask(n: int, rows) -> pa.Array:
+    """A boolean mask of ``n`` rows, true at ``rows``."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return pa.array(mask)
 
 
 def _rebuild(invoices, lines, problems, base, pending) -> "InvoiceSet":
@@ -268,16 +276,37 @@ class InvoiceSet:
     def lines_of(self, ids) -> pa.Table:
         """The lines (Arrow, :data:`LINE_SCHEMA`) of the invoices in ``ids`` only: a deferred
         set parses just those invoices' ``line_items``."""
-        if isinstance(ids, (set, frozenset)):
-            ids = list(ids)
-        ids = pa.array(pd.Series(ids, dtype="object").dropna().astype(str).unique(), pa.string())
+        if isinstance(ids, (pa.Array, pa.ChunkedArray)) and pa.types.is_string(ids.type):
+            ids = pc.unique(ids.drop_null())  # Arrow ids stay Arrow (no Python strings)
+            if isinstance(ids, pa.ChunkedArray):
+                ids = ids.combine_chunks()
+        else:
+            if isinstance(ids, (set, frozenset)):
+                ids = list(ids)
+            ids = pa.array(pd.Series(ids, dtype="object").dropna().astype(str).unique(), pa.string())
         pending = self._pending
         if pending is None:
             table = self.lines_table()
             return table.filter(pc.is_in(table.column("invoice_id"), value_set=ids))
         from ._normalize import explode_lines
 
-        lines, _ = explode_lines(pending.filter(pc.is_in(pending.column("id"), value_set=ids)))
+        # the problems are not wanted here (the set's own come from a full parse)
+        lines, _ = explode_lines(pending.filter(pc.is_in(pending.column("id"), value_set=ids)), problems=False)
+        return lines.select(LINE_SCHEMA.names).cast(LINE_SCHEMA)
+
+    def _lines_at(self, rows, ids: pa.ChunkedArray | pa.Array) -> pa.Table:
+        """:meth:`lines_of` the invoices at ``rows`` (positions in :attr:`invoices`), given
+        ``ids``, the invoices' id column, where the ids at ``rows`` are on no other row. A
+        deferred set whose line items wait in its invoices' own rows and order (as the loaders
+        keep them) picks those rows by position, without looking the ids up."""
+        pending = self._pending
+        whole = ids if isinstance(ids, pa.ChunkedArray) else pa.chunked_array([ids])
+        if (pending is None or pending.num_rows != len(ids) or len(self.invoices) != len(ids)
+                or not pending.column("id").equals(whole)):
+            return self.lines_of(pc.filter(ids, _mask(len(ids), rows)))
+        from ._normalize import explode_lines
+
+        lines, _ = explode_lines(pending.filter(_mask(len(ids), rows)), problems=False)
         return lines.select(LINE_SCHEMA.names).cast(LINE_SCHEMA)
 
     def _shown_counts(self) -> tuple[int, int]:
