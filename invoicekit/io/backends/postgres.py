@@ -156,27 +156,13 @@ class PostgresStore(CentralStore):
         marks = " OR ".join(f"starts_with(client_data_text, ${n})" for n in range(2, len(opaque) + 2))
         sql = _KEYS_PULL.format(opaque=f"coalesce({marks}, false)" if opaque else "false")
         with self.read_session() as session:
-            session._query("SET jit = off")
+            session._query("SET LOCAL jit = off")
             pages = session._query(_KEYS_PAGES).column(0)[0].as_py() or 0
             middle = f"({max(int(pages) // 2, 1)},0)"
             if (os.cpu_count() or 1) < 2 or pages < 2:
-                return session._select(sql.format(op=">="), ["(0,0)", *opaque])
-            from concurrent.futures import ThreadPoolExecutor
-
-            exported = session._query("SELECT pg_export_snapshot()").column(0)[0].as_py()
-
-            def upper() -> pa.Table:
-                with _AdbcSession(self) as other:
-                    other.open(snapshot=exported)._query("SET jit = off")
-                    return other._select(sql.format(op=">="), [middle, *opaque])
-
-            with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-keys") as pool:
-                theirs = pool.submit(upper)
-                try:
-                    mine = session._select(sql.format(op="<"), [middle, *opaque])
-                finally:
-                    rows = theirs.result()
-        return pa.concat_tables([mine, rows])
+                return session._query(sql.format(op=">="), ["(0,0)", *opaque])
+            return session.in_two(lambda s: s._query(sql.format(op="<"), [middle, *opaque]),
+                                  lambda s: s._query(sql.format(op=">="), [middle, *opaque]))
 
     # -- incremental snapshots --------------------------------------------------------------
     def snapshot_state(self, since: str | None, *, identity: str | None = None) -> SnapshotState:
@@ -496,24 +482,33 @@ class _AdbcSession:
         process: the index probes and heap fetches of a read by id are the server's work.
         ``split=False`` keeps it to this session (a caller that keeps the cores busy itself)."""
         if ids is None:
-            return self._select(PG_SELECT + clause, params)
+            return self._query(PG_SELECT + clause, params or ())
         order = pc.sort_indices(ids)
         staged = pa.table({"ik_id": ids.take(order), "ik_ord": order.cast(pa.int64())})
         if not split or len(ids) < _SPLIT_IDS or (os.cpu_count() or 1) < 2:
             return self._select_ids(staged, clause, params)
+        half = len(ids) // 2
+        return self.in_two(lambda s: s._select_ids(staged.slice(0, half), clause, params),
+                           lambda s: s._select_ids(staged.slice(half), clause, params))
+
+    def in_two(self, lower, upper) -> pa.Table:
+        """``lower(self)`` here and ``upper(other)`` on a second session in this one's snapshot
+        (``pg_export_snapshot``), at once on a thread; their rows, lower first. JIT is off in
+        both (their plans read many rows by simple means)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        half = len(ids) // 2
+        self._query("SET LOCAL jit = off")
         exported = self._query("SELECT pg_export_snapshot()").column(0)[0].as_py()
 
-        def upper() -> pa.Table:
+        def other_half() -> pa.Table:
             with _AdbcSession(self.store) as other:
-                return other.open(snapshot=exported)._select_ids(staged.slice(half), clause, params)
+                other.open(snapshot=exported)._query("SET LOCAL jit = off")
+                return upper(other)
 
         with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-read") as pool:
-            theirs = pool.submit(upper)
+            theirs = pool.submit(other_half)
             try:
-                mine = self._select_ids(staged.slice(0, half), clause, params)
+                mine = lower(self)
             finally:
                 rows = theirs.result()  # (the other session is done before this one goes on)
         return pa.concat_tables([mine, rows])
@@ -529,13 +524,6 @@ class _AdbcSession:
         finally:
             cur.close()
 
-    def _select(self, sql: str, params: list) -> pa.Table:
-        cur = self.open()._conn.cursor()
-        try:
-            cur.execute(sql, params or None)
-            return cur.fetch_arrow_table()
-        finally:
-            cur.close()
 
 
 # -- incremental snapshots (schema version 10) -------------------------------------------------
