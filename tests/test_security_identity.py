@@ -540,3 +540,67 @@ def test_rotate_keys_as_the_push_role_is_verified_by_postgresql(pg_tokens, monke
         rotate_keys(login, keys=[new, old])
     done = rotate_keys(login, keys=[new, old], token=ik.issue_token("ops", secret=SECRET), batch_rows=5)
     assert done.ok and int(done.counts["rotated"].sum()) == 12 and int(done.counts["batches"].sum()) == 3
+
+
+# -- schema version 11: lines kept as stored, through the push role ----------------------------
+def _hand_built(seed: int) -> ik.InvoiceSet:
+    """Invoices whose first one carries lines its text does not give (so they are stored)."""
+    s = make_invoices(3, seed=seed)
+    lines = s.lines.copy()
+    lines.loc[lines["invoice_id"] == s.invoices["id"].iloc[0], "description"] = "stored as given"
+    return ik.InvoiceSet(s.invoices, lines)
+
+
+def _view(url: str) -> list[tuple]:
+    return CentralStore(url).fetch("SELECT invoice_id, line_no, description FROM invoice_lines "
+                                   "ORDER BY invoice_id, line_no")
+
+
+def test_kept_lines_go_through_the_push_role_and_need_a_token(pg_tokens):
+    owner, login, _ = pg_tokens
+    token = ik.issue_token("dora", secret=SECRET)
+    s = _hand_built(31)
+    ik.write_central(s, login, token=token, validate=False)
+    assert ("stored as given",) in {(r[2],) for r in _view(owner)}
+    assert len(_view(owner)) == len(s.lines)
+    exc = raw_attempt(login, "INSERT INTO invoicekit_kept (invoice_id, reason) VALUES ('x', 'y')")
+    assert exc is not None and exc.sqlstate == "IK401"
+    exc = raw_attempt(login, "DELETE FROM invoicekit_kept_lines")
+    assert exc is not None and exc.sqlstate == "IK401"
+
+
+def test_upgrade_of_a_store_with_identities_grants_the_push_role_the_kept_lines(central_pg_url):
+    """A version-10 store with identities on: after the upgrade its push role reads the view
+    and writes kept lines under the same row-level security."""
+    from invoicekit.io import _central_sql as ddl
+    from invoicekit.io.backends.postgres import _IDENTITY_UPSERT, _SECRET_UPSERT
+    from tests._pg_versions import central_at_version_10
+
+    tag = uuid.uuid4().hex[:10]
+    push, login = f"ik_push_{tag}", f"ik_login_{tag}"
+    store = central_at_version_10(central_pg_url, make_invoices(2, seed=32))
+    try:
+        with store.pg() as conn:  # identities turned on by version-10 code (its tables only)
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+            database, schema, ext = conn.execute(ddl.PG_IDENTITY_NAMES).fetchone()
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(push)))
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(login), sql.Identifier(push)))
+            conn.execute(_SECRET_UPSERT, (SECRET.encode(),))
+            conn.execute(_IDENTITY_UPSERT, ("invoicekit", push, "2026-12-01T00:00:00Z"))
+            names = {"schema": sql.Identifier(schema), "ext": sql.Identifier(ext), "role": sql.Identifier(push)}
+            for stmt in ddl.PG_IDENTITY_ON:
+                stmt = stmt.replace(", {schema}.invoice_lines", "")  # (version 11 reads the view)
+                if "invoicekit_kept" not in stmt and "invoice_lines" not in stmt:
+                    conn.execute(sql.SQL(stmt).format(**names))
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON invoice_lines TO {}").format(
+                sql.Identifier(push)))
+        assert ik.init_db(central_pg_url) == ik.io.central.SCHEMA_VERSION
+        login_url = make_url(central_pg_url).set(username=login).render_as_string(hide_password=False)
+        token = ik.issue_token("erin", secret=SECRET)
+        s = _hand_built(33)
+        ik.write_central(s, login_url, token=token, validate=False)
+        assert ("stored as given",) in {(r[2],) for r in _view(login_url)}  # the push role reads the view
+        exc = raw_attempt(login_url, "DELETE FROM invoicekit_kept")
+        assert exc is not None and exc.sqlstate == "IK401"
+    finally:
+        drop_roles(central_pg_url, login, push)

@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 )
 
 import invoicekit as ik
+from invoicekit.io.central import SCHEMA_VERSION
 from invoicekit.device import LocalStore
 from invoicekit.errors import StoreSchemaError, UsageError
 from invoicekit.io.backends import CentralStore
@@ -77,7 +78,7 @@ def hard_delete(url: str, ids: list[str]) -> None:
     """What an administrator bypassing the no-delete rule does (the owner disables the trigger)."""
     with CentralStore(url).pg() as conn:
         conn.execute("ALTER TABLE invoices DISABLE TRIGGER invoicekit_invoices_no_delete")
-        conn.execute("DELETE FROM invoice_lines WHERE invoice_id = ANY(%s)", (ids,))
+        conn.execute("DELETE FROM invoicekit_kept WHERE invoice_id = ANY(%s)", (ids,))  # lines kept as stored
         conn.execute("DELETE FROM invoices WHERE id = ANY(%s)", (ids,))
         conn.execute("ALTER TABLE invoices ENABLE TRIGGER invoicekit_invoices_no_delete")
 
@@ -423,7 +424,7 @@ def test_upgrade_marks_existing_invoices(central_pg_url, tmp_path):
         conn.execute("DELETE FROM invoicekit_schema WHERE version = 10")
     with pytest.raises(StoreSchemaError, match="init"):
         ik.read_central(central_pg_url, snapshot=tmp_path / "c.arrow")
-    assert ik.init_db(central_pg_url) == 10
+    assert ik.init_db(central_pg_url) == SCHEMA_VERSION
     with CentralStore(central_pg_url).pg() as conn:
         assert conn.execute("SELECT count(*) FROM invoicekit_changes").fetchone()[0] == 25
     path = tmp_path / "c.arrow"

@@ -3,8 +3,9 @@
 Tables (see ``_central_sql``): ``invoices`` keeps the client and line-item JSON text
 exactly as received (``client_data_text``, ``line_items_text``: the checksummed
 payload) next to a queryable ``client_data JSONB`` generated from it; ``invoice_lines``
-holds the parsed lines with ``NUMERIC`` amounts for SQL analytics; ``deleted_at`` marks
-tombstones. ``invoicekit_schema`` records applied migrations.
+gives the parsed lines with ``NUMERIC`` amounts for SQL analytics (on PostgreSQL from
+schema version 11 a view of ``line_items_text``: :mod:`invoicekit.io._lines_view`; a table
+on SQLite); ``deleted_at`` marks tombstones. ``invoicekit_schema`` records applied migrations.
 
 What each dialect does differently lives in its backend (:mod:`invoicekit.io.backends`);
 the functions here check their arguments and the schema, and delegate.

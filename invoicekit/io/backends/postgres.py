@@ -34,10 +34,10 @@ from ...errors import MissingDependencyError, translate
 from ...schema import INVOICE_SCHEMA, PROBLEM_SCHEMA, InvoiceSet, to_frame
 from ...security.identity import TokenLike, TokenSecret
 from .. import _central_sql as ddl
+from .. import _lines_view
 from .._write import decide_sql, kind_sql, may_update, result_frame
 from ._shared import (
     CAS_AUDIT,
-    CAS_LINES,
     CAS_SET,
     CAS_WRITTEN,
     CENTRAL_SAME,
@@ -276,10 +276,12 @@ class PostgresStore(CentralStore):
               progress: bool | None, undelete: frozenset[str] = frozenset(),
               notes: Mapping[str, str] | None = None, token: TokenLike = None) -> pd.DataFrame:
         """Rows ``COPY``'d into staging tables in batches of ``batch_rows``, then merged by
-        writing CTEs whose ``WHERE`` holds the compare-and-set guard."""
+        writing CTEs whose ``WHERE`` holds the compare-and-set guard. The lines are staged
+        only for invoices the ``invoice_lines`` view does not derive (schema version 11)."""
         steps = [_CAS_UPDATE.format(cond=may_update(force), kind=kind_sql(force)), _CAS_INSERT]
         inv = with_stage_extra(inv, undelete, notes)
-        rows = inv.num_rows + lines.num_rows
+        kept, kept_lines = _kept(inv, lines)  # lines the invoice_lines view does not derive
+        rows = inv.num_rows + kept.num_rows + kept_lines.num_rows
         marks = {"now": "%(now)s", "actor": "%(actor)s", "op": "%(op)s"}
         with _progress.bar(total=2 * rows, desc="write_central: staging", progress=progress) as bar, \
                 self.pg() as conn, conn.cursor() as cur:
@@ -288,10 +290,12 @@ class PostgresStore(CentralStore):
                 params = {**params, "actor": subject}
             cur.execute("CREATE TEMP TABLE ik_stage (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
             cur.execute("ALTER TABLE ik_stage ADD COLUMN undelete BOOLEAN NOT NULL DEFAULT FALSE, ADD COLUMN note TEXT")
-            cur.execute("CREATE TEMP TABLE ik_stage_lines (LIKE invoice_lines) ON COMMIT DROP")
+            cur.execute(_lines_view.STAGE_KEPT.format(ids="ik_stage_kept"))
+            cur.execute(_lines_view.STAGE_KEPT_LINES.format(lines="ik_stage_lines"))
             cur.execute(f"CREATE TEMP TABLE {CAS_WRITTEN} ON COMMIT DROP")
             for stage, table, cols in (("ik_stage", inv, INV_COLS + STAGE_EXTRA),
-                                       ("ik_stage_lines", lines, LINE_COLS)):
+                                       ("ik_stage_kept", kept, ["id"]),
+                                       ("ik_stage_lines", kept_lines, LINE_COLS)):
                 with cur.copy(f"COPY {stage} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
                     for batch in table.to_batches(max_chunksize=batch_rows):
                         copy.write(csv_bytes(pa.Table.from_batches([batch], schema=table.schema)))
@@ -305,17 +309,17 @@ class PostgresStore(CentralStore):
                 cur.execute(sql, params)
             cur.execute(CAS_AUDIT.format(**marks), params)
             bar.update(inv.num_rows)
-            bar.set_description("write_central: replacing lines")
-            for sql in CAS_LINES:
+            bar.set_description("write_central: lines kept as stored")
+            for sql in _lines_view.WRITE_KEPT:
                 cur.execute(sql)
-            bar.update(lines.num_rows)
+            bar.update(kept.num_rows + kept_lines.num_rows)
             cur.execute(decide_sql("ik_written"))
             results = result_frame(cur.fetchall())
             cur.execute("DROP VIEW ik_before")
             bar.set_description("write_central: committing")
         if inv.num_rows >= 10_000:  # a bulk load: fresh planner statistics (autovacuum may take a while)
             with self.pg(autocommit=True) as conn:
-                conn.execute("ANALYZE invoices, invoice_lines")
+                conn.execute("ANALYZE invoices")
         return results
 
     # -- sync batches -----------------------------------------------------------------------
@@ -333,19 +337,13 @@ class PostgresStore(CentralStore):
         central table, so the planner is told to use nested loops: one index probe per staged
         row instead of a scan (or a hash) of the whole central table, with no ``ANALYZE`` of
         the staging tables. Updates that leave every indexed column alone are HOT updates
-        (schema version 4 keeps free space in the central tables' pages).
+        (schema version 4 keeps free space in the central tables' pages). No line is
+        written: the ``invoice_lines`` view derives them from the text (schema version 11),
+        except for the rare invoices it would not derive as the toolkit does (kept).
         """
-        cols = INV_COLS + ["op_id", "expected", "n_lines", "content_sha"]
-        # line numbers run 1..n per invoice (explode_lines and resolve number them so), which
-        # lets surplus central lines go by number; checked, else the slower set difference
-        counts = lines.group_by("invoice_id").aggregate([("line_no", "max"), ("line_no", "count"),
-                                                        ("line_no", "min")])
-        numbered = counts.num_rows == 0 or (
-            pc.all(pc.equal(counts.column("line_no_max"), counts.column("line_no_count"))).as_py()
-            and pc.min(counts.column("line_no_min")).as_py() == 1)
-        inv = inv.join(counts.select(["invoice_id", "line_no_max"]), "id", "invoice_id").rename_columns(
-            [*inv.column_names, "n_lines"]).sort_by("id")
-        lines = lines.sort_by([("invoice_id", "ascending"), ("line_no", "ascending")])
+        cols = INV_COLS + ["op_id", "expected", "content_sha"]
+        inv = inv.sort_by("id")
+        kept, kept_lines = _kept(inv, lines)
         with self.pg() as conn, conn.cursor() as cur:
             actor = self._authorize(cur, token) or actor
             # staging tables in memory (before the session's first temporary table), no JIT
@@ -356,16 +354,20 @@ class PostgresStore(CentralStore):
             cur.execute("SET LOCAL enable_mergejoin = off")
             cur.execute("CREATE TEMP TABLE ik_push (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DROP")
             cur.execute("ALTER TABLE ik_push ADD COLUMN op_id TEXT, ADD COLUMN expected INTEGER, "
-                        "ADD COLUMN n_lines INTEGER, ADD COLUMN content_sha TEXT")
-            cur.execute("CREATE TEMP TABLE ik_push_lines (LIKE invoice_lines) ON COMMIT DROP")
+                        "ADD COLUMN content_sha TEXT")
+            cur.execute(_lines_view.STAGE_KEPT.format(ids="ik_push_kept"))
+            cur.execute(_lines_view.STAGE_KEPT_LINES.format(lines="ik_push_lines"))
             cur.execute("CREATE TEMP TABLE ik_applied (id TEXT PRIMARY KEY, op_id TEXT, lines_changed BOOLEAN) "
                         "ON COMMIT DROP")
             with cur.copy(f"COPY ik_push ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(csv_bytes(inv.select(cols)))
-            with cur.copy(f"COPY ik_push_lines ({_LCOLS}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(csv_bytes(lines.select(LINE_COLS)))
+            if kept_lines.num_rows:
+                with cur.copy(f"COPY ik_push_lines ({_LCOLS}) FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(csv_bytes(kept_lines))
+            if len(kept):
+                with cur.copy("COPY ik_push_kept (id) FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(csv_bytes(kept))
             cur.execute("CREATE UNIQUE INDEX ON ik_push (id)")
-            cur.execute("CREATE UNIQUE INDEX ON ik_push_lines (invoice_id, line_no)")
             cur.execute(f"DELETE FROM ik_push p USING invoicekit_ledger l WHERE l.op_id = p.op_id "
                         f"RETURNING p.op_id, {LEDGER_SAME}")
             seen = cur.fetchall()
@@ -374,7 +376,7 @@ class PostgresStore(CentralStore):
             for sql in _PUSH_UPDATES:
                 cur.execute(sql, params)
             cur.execute(_PUSH_INSERT, params)
-            for sql in _PUSH_LINES if numbered else [_PUSH_LINES[0], _PUSH_DROP_MISSING_LINES]:
+            for sql in _lines_view.PUSH_KEPT:
                 cur.execute(sql)
             cur.execute("SELECT op_id FROM ik_applied")
             applied = {r[0] for r in cur.fetchall()}
@@ -383,6 +385,15 @@ class PostgresStore(CentralStore):
             cur.execute(_PUSH_ALREADY)
             already |= {r[0] for r in cur.fetchall()}
         return applied, already
+
+
+def _kept(inv: pa.Table, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(ids, lines) of the invoices of a write whose lines the ``invoice_lines`` view would
+    not derive as the toolkit does (see :mod:`invoicekit.io._lines_view`): they are stored."""
+    ids = _lines_view.kept_ids(inv, lines)
+    kept_lines = lines.filter(pc.is_in(lines.column("invoice_id"), value_set=ids)) if len(ids) else \
+        lines.schema.empty_table()
+    return pa.table({"id": ids}), kept_lines.select(LINE_COLS)
 
 
 def default_push_role(database: str, schema: str) -> str:
@@ -689,29 +700,6 @@ WITH ins AS (
          'insert' AS kind, true AS lines_changed
   FROM ins JOIN ik_push p USING (id)
 )""" + _RECORD
-
-# Line items of applied invoices whose line_items text changed (the toolkit writes the text
-# and the lines together): one MERGE updates the lines that differ in place and inserts new
-# line numbers (unchanged lines are not touched), then lines past the payload's count go.
-_PUSH_LINES = [
-    f"""MERGE INTO invoice_lines l
-        USING (SELECT s.* FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id AND a.lines_changed) s
-        ON l.invoice_id = s.invoice_id AND l.line_no = s.line_no
-        WHEN MATCHED AND (l.description, l.quantity, l.unit_price, l.line_total)
-                         IS DISTINCT FROM (s.description, s.quantity, s.unit_price, s.line_total) THEN
-          UPDATE SET description = s.description, quantity = s.quantity, unit_price = s.unit_price,
-                     line_total = s.line_total
-        WHEN NOT MATCHED THEN
-          INSERT ({_LCOLS}) VALUES ({", ".join("s." + c for c in LINE_COLS)})""",
-    """DELETE FROM invoice_lines l USING ik_applied a JOIN ik_push p ON p.id = a.id
-        WHERE a.lines_changed AND l.invoice_id = a.id AND l.line_no > coalesce(p.n_lines, 0)""",
-]
-
-# the same deletion for payloads whose line numbers are not 1..n (not what the toolkit
-# produces, but a hand-built set may): every line the payload lacks goes
-_PUSH_DROP_MISSING_LINES = """DELETE FROM invoice_lines l USING ik_applied a
-    WHERE a.lines_changed AND l.invoice_id = a.id AND NOT EXISTS (
-      SELECT 1 FROM ik_push_lines s WHERE s.invoice_id = l.invoice_id AND s.line_no = l.line_no)"""
 
 # staged pushes not applied that are redeliveries: by the ledger, or by the central row's content
 _PUSH_ALREADY = (f"SELECT p.op_id FROM ik_push p LEFT JOIN invoicekit_ledger l USING (op_id) "
