@@ -27,7 +27,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from .. import _duck
-from .._normalize import _LINES_OUT, _LINES_QUERY, _pg_refuses_json
+from .._normalize import _LINES_OUT, _LINES_QUERY
 from ..schema import LINE_SCHEMA
 
 __all__ = ["MIGRATION", "WRITE_KEPT", "PUSH_KEPT", "kept_ids"]
@@ -219,40 +219,45 @@ STAGE_KEPT_LINES = "CREATE TEMP TABLE {lines} (LIKE invoicekit_kept_lines) ON CO
 
 # -- on the client: which invoices of a write are kept --------------------------------------
 
-#: number tokens of the text with its strings blanked out (see _normalize._pg_refuses_json)
-_BARE = """regexp_replace(t, '"(?:[^"\\\\]|\\\\.)*"', '""', 'g')"""
-#: a number token PostgreSQL and DuckDB might read differently (an exponent, more than three
-#: decimals or ten integer digits: DuckDB reads JSON numbers as doubles)
-_ODD_NUMBER = r"'(?:^|[^0-9.])(?:[0-9]{11,}|[0-9]*\.[0-9]{4,}|[0-9.]+[eE])'"
-#: what PostgreSQL's jsonb refuses in text DuckDB reads: the escape \u0000 (a surrogate not
-#: in a pair, or a control character inside a string, DuckDB refuses already: not JSON, kept)
-_ODD_TEXT = r"'(?i)\\u0000'"
+#: text DuckDB reads as JSON but PostgreSQL's jsonb refuses or reads otherwise, found with one
+#: regular expression over the raw text (a match inside a string only keeps an invoice that
+#: did not need it): NaN or Infinity and trailing commas (DuckDB allows them), the escape
+#: \u0000, an escaped printable ASCII character (a key could hide so: "quan\u0074ity"), and a
+#: number with an exponent, four decimals or eleven integer digits (DuckDB reads JSON numbers
+#: as doubles, PostgreSQL exactly). A surrogate not in a pair, or a control character inside
+#: a string, DuckDB refuses already (not JSON: kept).
+_ODD_TEXT = (r"'(?i)\\u0000|\\u00[2-7][0-9a-f]|,\s*[\]}]|[\[:,]\s*-?(?:nan|inf)"
+             r"|[\[:,]\s*-?(?:[0-9]{11}|[0-9]+\.[0-9]{4}|[0-9][0-9.]*e)'")
+#: an amount both read alike: a plain decimal, as a JSON number or a JSON string (``{d}``:
+#: integer digits at most)
+_PLAIN = r"""regexp_full_match(coalesce({f}::VARCHAR, ''), '(-?[0-9]{{1,{d}}}(\.[0-9]+)?)|"(-?[0-9]{{1,{d}}}(\.[0-9]+)?)"')"""
+#: each item's three fields as DuckDB re-serialises them (NULL: missing or JSON null)
+_FIELDS = '[{"description":"JSON","quantity":"JSON","unit_price":"JSON"}]'
 
-#: a quantity / unit price PostgreSQL's view reads as the toolkit does: a JSON string of a
-#: plain decimal, or a JSON number (its tokens were screened by _ODD_NUMBER)
-_PLAIN_AMOUNT = """CASE json_type(it, '{path}')
-    WHEN 'VARCHAR' THEN regexp_full_match(json_extract_string(it, '{path}'), '-?[0-9]{{1,{digits}}}(\\.[0-9]+)?')
-    WHEN 'DOUBLE' THEN true WHEN 'BIGINT' THEN true WHEN 'UBIGINT' THEN true ELSE false END"""
+
+def _occurrences(key: str) -> str:
+    """SQL: how often ``"key"`` appears in ``t`` (a key given twice in an item counts twice;
+    DuckDB keeps the first of duplicate keys, PostgreSQL the last)."""
+    quoted = f'"{key}"'
+    return f"(strlen(t) - strlen(replace(t, '{quoted}', ''))) // {len(quoted)}"
+
 
 _KEPT_SQL = f"""
 WITH texts AS (
-  SELECT id, t, coalesce(CASE WHEN json_valid(t) THEN json_type(t) END = 'ARRAY', false) AS arr FROM inv
-), clean AS (
-  SELECT id, t FROM texts
-  WHERE arr AND NOT ({_pg_refuses_json('t')})
-    AND NOT regexp_matches(t, {_ODD_TEXT})
-    AND NOT regexp_matches({_BARE}, {_ODD_NUMBER})
+  SELECT id, t,
+    coalesce(CASE WHEN json_valid(t) THEN json_type(t) END = 'ARRAY', false) AND NOT regexp_matches(t, {_ODD_TEXT})
+      AS clean,
+    {_occurrences("description")} AS n_d, {_occurrences("quantity")} AS n_q, {_occurrences("unit_price")} AS n_p
+  FROM inv
 ), elems AS (
-  SELECT id, unnest(json_extract(t, '$[*]')) AS it FROM clean
+  SELECT id, n_d, n_q, n_p, unnest(from_json(t, '{_FIELDS}')) AS it FROM texts WHERE clean
 ), odd_items AS (
-  SELECT DISTINCT id FROM elems
-  WHERE NOT (json_type(it) = 'OBJECT'
-             AND len(json_keys(it)) = len(list_distinct(json_keys(it)))
-             AND coalesce(json_type(it, '$.description') IN ('VARCHAR', 'NULL'), true)
-             AND {_PLAIN_AMOUNT.format(path='$.quantity', digits=9)}
-             AND {_PLAIN_AMOUNT.format(path='$.unit_price', digits=10)})
+  SELECT id FROM elems GROUP BY id, n_d, n_q, n_p
+  HAVING NOT (bool_and({_PLAIN.format(f="it.quantity", d=9)} AND {_PLAIN.format(f="it.unit_price", d=10)}
+                       AND coalesce(left(it.description::VARCHAR, 1) = '"', true))
+              AND count(*) = n_q AND count(*) = n_p AND count(it.description) = n_d)
 )
-SELECT id FROM texts WHERE NOT EXISTS (SELECT 1 FROM clean c WHERE c.id = texts.id)
+SELECT id FROM texts WHERE NOT clean
 UNION SELECT id FROM odd_items
 -- an amount the toolkit could not parse: kept, so that the kept lines' NOT NULL refuses the
 -- write as version 10's table did (validation refuses it before, unless switched off)
