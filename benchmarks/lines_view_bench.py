@@ -37,7 +37,7 @@ _JOIN = ("SELECT count(*), sum(l.line_total) FROM {rel} l JOIN invoices i ON i.i
 def bench_lines_view(data, repeat: int):
     import psycopg
 
-    url = R._libpq(data.central())
+    url = R._libpq(data.central_url)
     res = R.Result("lines_view", "SQL reads of invoice_lines: the version-11 view against the same rows as a table",
                    data.rows)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -76,8 +76,8 @@ def bench_lines_view(data, repeat: int):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS ik_bench_lines")
     for label in ("aggregate", "join, one month", "1,000 one-invoice lookups"):
-        view = next(m for m in res.measures if m.label.startswith(label) and m.label.endswith("view"))
-        table = next(m for m in res.measures if m.label.startswith(label) and m.label.endswith("table"))
+        view = next(m for m in res.measures if m.name.startswith(label) and m.name.endswith("view"))
+        table = next(m for m in res.measures if m.name.startswith(label) and m.name.endswith("table"))
         res.target(f"(info) {label}: view / table", f"{view.best / table.best:.2f}x "
                    f"({view.best:.3f} s vs {table.best:.3f} s)", True)
     return res
