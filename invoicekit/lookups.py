@@ -74,21 +74,17 @@ def _check(ident_ok) -> Any:
 # never sees what the stores keep sealed. A hit is opened before it is checked or returned;
 # one no configured key opens (no keys here, or a key rotated away) is a miss.
 def _sealed(tables: list[pa.Table]) -> list[pa.Table]:
-    from .security import DEFAULT_FIELDS, keys_configured
-    from .security._columns import _encrypt_frame
-    from .security._keys import resolve_keys
+    from .security import DEFAULT_FIELDS, keys_configured, seal_frame
 
     if not keys_configured():
         return tables
-    frame = _encrypt_frame(to_frame(tables[0], INVOICE_SCHEMA), resolve_keys(None, func="cache"),
-                           DEFAULT_FIELDS, 1)
+    frame = seal_frame(to_frame(tables[0], INVOICE_SCHEMA), DEFAULT_FIELDS, func="cache")
     return [to_table(frame, INVOICE_SCHEMA), tables[1]]
 
 
 def _opened(tables: list[pa.Table]) -> list[pa.Table] | None:
     from .errors import DecryptionError, KeyConfigError
-    from .security import ENCRYPTABLE
-    from .security._columns import _decrypt_frame, encrypted_mask
+    from .security import ENCRYPTABLE, encrypted_mask, open_frame
 
     if len(tables) != 2 or not tables[0].schema.equals(INVOICE_SCHEMA):
         return tables  # not ours: the check refuses it
@@ -96,7 +92,7 @@ def _opened(tables: list[pa.Table]) -> list[pa.Table] | None:
     if not any(pc.any(encrypted_mask(inv.column(c))).as_py() for c in ENCRYPTABLE):
         return tables
     try:
-        frame = _decrypt_frame(to_frame(inv, INVOICE_SCHEMA), None, ENCRYPTABLE, 1, "cache")
+        frame = open_frame(to_frame(inv, INVOICE_SCHEMA), ENCRYPTABLE, func="cache")
     except (KeyConfigError, DecryptionError):
         return None
     return [to_table(frame, INVOICE_SCHEMA), tables[1]]

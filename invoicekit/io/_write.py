@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .._html import frame_html, page
-from ..security._tokens import ENVELOPE_HEAD
+from ..security import ENVELOPE_HEAD
 
 __all__ = ["WriteResult", "OUTCOMES", "REFUSALS", "decide_sql", "may_update", "result_frame", "SAME_CONTENT",
            "KIND_SQL", "kind_sql", "same_client"]

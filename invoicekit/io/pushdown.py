@@ -92,7 +92,7 @@ def local_keys(invoices: pa.Table) -> tuple[pa.Table, int]:
     """The keys of ``invoices`` (rows with an id) as :data:`KEY_SCHEMA`, and how many rows
     got no checksum: those holding encrypted client text (their plaintext is not at hand to
     vouch for the checksum), which therefore always compare as differing."""
-    from ..security._columns import encrypted_mask
+    from ..security import encrypted_mask
 
     sealed = encrypted_mask(invoices.column("client_data"))
     checksum = pc.if_else(sealed, pa.scalar(None, pa.string()), invoices.column("checksum"))
@@ -115,15 +115,14 @@ def compare_keys(url_or_engine: Any, keys: pa.Table, *, where: str = "client") -
     than sending the keys (BENCHMARKS.md, session 12)."""
     if where not in ("client", "server"):
         raise UsageError(f"compare_keys: where= is 'client' or 'server', not {where!r}")
-    from ..security import keys_configured
-    from ..security._tokens import ENVELOPE_HEAD, PREFIX
+    from ..security import ENVELOPE_HEAD, TOKEN_PREFIX, keys_configured
 
     store = CentralStore(url_or_engine)
     if not store.compares_keys:
         return None
     store.require_schema()
     # without keys the full read compares encrypted client text as it is: such rows are fetched
-    opaque = () if keys_configured() else (PREFIX, ENVELOPE_HEAD)
+    opaque = () if keys_configured() else (TOKEN_PREFIX, ENVELOPE_HEAD)
     try:
         if where == "client":
             return diff_keys(keys.cast(KEY_SCHEMA), store.central_keys(opaque=opaque))

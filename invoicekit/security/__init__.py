@@ -10,10 +10,12 @@ Signed identities (:mod:`invoicekit.security.identity`): :func:`issue_token` and
 :func:`verify_token`, HS256 JWTs naming who pushes to the central store (PyJWT, the same extra).
 """
 
-from ._columns import DEFAULT_FIELDS, ENCRYPTABLE, decrypt, encrypt
+from ._columns import DEFAULT_FIELDS, ENCRYPTABLE, decrypt, encrypt, encrypted_mask
 from ._keys import HOW_TO as KEY_HELP
 from ._keys import KEY_FILE_ENV, KEYS_ENV, Keys, configured_keys, generate_key
 from ._rotate import RotationResult, rotate_keys
+from ._tokens import ENVELOPE_HEAD
+from ._tokens import PREFIX as TOKEN_PREFIX
 from .identity import Identity, TokenSecret, issue_token, verify_token
 
 
@@ -91,7 +93,31 @@ def open_client_data(text, *, store: str = "", invoice_id=None):
     return plain[0]
 
 
+def seal_frame(invoices, fields, *, func: str):
+    """``invoices`` (a frame of :data:`~invoicekit.schema.INVOICE_SCHEMA`) with ``fields``
+    encrypted under the configured keys, on one thread (small frames: cache entries);
+    ``func`` names the caller in a key error."""
+    from ._columns import _encrypt_frame
+    from ._keys import resolve_keys
+
+    return _encrypt_frame(invoices, resolve_keys(None, func=func), tuple(fields), 1)
+
+
+def open_frame(invoices, fields, *, func: str):
+    """``invoices`` with ``fields`` decrypted under the configured keys (one thread); a
+    :class:`~invoicekit.errors.KeyConfigError` or :class:`~invoicekit.errors.DecryptionError`
+    where they do not open them."""
+    from ._columns import _decrypt_frame
+
+    return _decrypt_frame(invoices, None, tuple(fields), 1, func)
+
+
 __all__ = [
+    "encrypted_mask",
+    "ENVELOPE_HEAD",
+    "TOKEN_PREFIX",
+    "seal_frame",
+    "open_frame",
     "keys_configured",
     "lookup_digest",
     "encrypt_if_configured",
