@@ -87,3 +87,25 @@ def test_a_foreign_store_reconciled_and_applied_reaches_its_truth(kind, seed, tm
     held = res.actions[res.actions["action"] == "quarantine"]
     assert (kind == "poisoned") == (len(held) > 0)
     assert held["quarantine_reason"].str.contains("^local row |fails validation: ").all()
+
+
+@pytest.mark.parametrize("kind", HANDLED)
+def test_a_foreign_store_compared_pushed_down_equals_the_full_read(kind, tmp_path, pg_schemas):
+    """A store written by other software, compared with a PostgreSQL central store whose keys
+    are compared in bulk (reconcile(..., pushdown=True)): statuses, field differences and
+    summary equal the full read's, and only rows whose keys differ are fetched; the device
+    scope (reconcile(path, url)) gives the full read's statuses for every id the device holds."""
+    from tests.test_pushdown import _by_id, assert_pushdown_matches_full
+
+    truth = write_foreign_store(tmp_path / f"{kind}.sqlite", kind=kind, seed=3)
+    central = pg_schemas()
+    ik.init_db(central)
+    currency = "EUR" if kind in ("no_currency", "mixed") else None
+    ik.write_central(ik.read_local(truth.write_central_seed(tmp_path / "seed.sqlite"), currency=currency), central)
+    local = ik.read_local(truth.path, currency=currency)
+    _, full = assert_pushdown_matches_full(local, central)
+    device = ik.reconcile(local, central)  # a URL: the device's ids only
+    assert device.scope == "device"
+    held = full.status[full.status["status"] != "central_only"]
+    pd.testing.assert_frame_equal(_by_id(device.status)[["id", "status", "reason"]],
+                                  _by_id(held)[["id", "status", "reason"]])
