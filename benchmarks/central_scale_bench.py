@@ -24,7 +24,6 @@ the central edits are written to the central store after the load, and the devic
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -193,35 +192,11 @@ def bench_device_reconcile(data: R.Data, n_device: int, repeat: int) -> R.Result
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.central_scale_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000, help="central invoices (default 1,000,000)")
-    p.add_argument("--device", type=int, default=20_000, help="invoices the device holds (default 20,000)")
-    p.add_argument("--pg-url", default=os.environ.get("INVOICEKIT_BENCH_PG_URL", R.DEFAULT_PG_URL))
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--seed", type=int, default=R.SEED)
-    p.add_argument("--data-dir", default=R.DATA_DIR)
-    p.add_argument("--json", metavar="PATH")
-    args = p.parse_args(argv)
-    info = R.machine()
-    data = R.Data(args.rows, args.seed, args.pg_url, args.data_dir)
-    info["postgresql"] = data.pg_server_version()
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    t_start = time.perf_counter()
-    try:
-        res = bench_device_reconcile(data, args.device, args.repeat)
-        res.notes.append(f"1-min load average at the end: {os.getloadavg()[0]:.2f} on {info['nproc']} cores")
-    finally:
-        data.drop()
-    R.report(res)
-    setup = ", ".join(f"{k}={v:.1f}" for k, v in data.setup_times.items())
-    print(f"   total wall time {time.perf_counter() - t_start:.0f} s; setup {setup}")
-    if args.json:
-        import json
-
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"machine": info, "rows": args.rows, "device": args.device, "setup": data.setup_times,
-                       "results": [res.as_dict()]}, fh, indent=2)
-    return 2 if res.error else 0
+    return R.central_main(
+        argv, prog="python -m benchmarks.central_scale_bench", doc=__doc__, repeat=5,
+        options=((("--device",), {"type": int, "default": 20_000,
+                                  "help": "invoices the device holds (default 20,000)"}),),
+        run=lambda data, args: bench_device_reconcile(data, args.device, args.repeat))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ table's primary key), both after ``VACUUM ANALYZE``:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -84,31 +83,8 @@ def bench_lines_view(data, repeat: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.lines_view_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--pg-url", default=os.environ.get("INVOICEKIT_BENCH_PG_URL", R.DEFAULT_PG_URL))
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--seed", type=int, default=R.SEED)
-    p.add_argument("--data-dir", default=R.DATA_DIR)
-    p.add_argument("--json", metavar="PATH")
-    args = p.parse_args(argv)
-    info = R.machine()
-    data = R.Data(args.rows, args.seed, args.pg_url, args.data_dir)
-    info["postgresql"] = data.pg_server_version()
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    try:
-        res = bench_lines_view(data, args.repeat)
-        res.notes.append(f"load average at the end (1/5/15 min): {os.getloadavg()} on {info['nproc']} cores")
-    finally:
-        data.drop()
-    R.report(res)
-    if args.json:
-        import json
-
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"machine": info, "rows": args.rows, "setup": data.setup_times, "results": [res.as_dict()]},
-                      fh, indent=2)
-    return 2 if res.error else 0
+    return R.central_main(argv, prog="python -m benchmarks.lines_view_bench", doc=__doc__,
+                          run=lambda data, args: bench_lines_view(data, args.repeat))
 
 
 if __name__ == "__main__":

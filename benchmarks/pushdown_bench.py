@@ -31,7 +31,6 @@ method is the transfer of the central keys alone (``CentralStore.central_keys``)
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -278,39 +277,13 @@ def floor_only(data: R.Data, rows: int, differ: float, repeat: int) -> R.Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pushdown_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000, help="central invoices (default 1,000,000)")
-    p.add_argument("--differ", type=float, default=0.05, help="share of ids that differ (default 0.05)")
-    p.add_argument("--floor-rows", type=int, default=0, help="measure only the server floor on N synthetic rows")
-    p.add_argument("--pg-url", default=os.environ.get("INVOICEKIT_BENCH_PG_URL", R.DEFAULT_PG_URL))
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--seed", type=int, default=R.SEED)
-    p.add_argument("--data-dir", default=R.DATA_DIR)
-    p.add_argument("--json", metavar="PATH")
-    args = p.parse_args(argv)
-    info = R.machine()
-    data = R.Data(args.rows, args.seed, args.pg_url, args.data_dir)
-    info["postgresql"] = data.pg_server_version()
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    t_start = time.perf_counter()
-    try:
-        if args.floor_rows:
-            res = floor_only(data, args.floor_rows, args.differ, args.repeat)
-        else:
-            res = bench_pushdown(data, args.differ, args.repeat)
-        res.notes.append(f"load average at the end (1, 5, 15 min): {os.getloadavg()} on {info['nproc']} cores")
-    finally:
-        data.drop()
-    R.report(res)
-    setup = ", ".join(f"{k}={v:.1f}" for k, v in data.setup_times.items())
-    print(f"   total wall time {time.perf_counter() - t_start:.0f} s; setup {setup}")
-    if args.json:
-        import json
-
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"machine": info, "rows": args.rows, "differ": args.differ, "setup": data.setup_times,
-                       "results": [res.as_dict()]}, fh, indent=2)
-    return 2 if res.error else 0
+    return R.central_main(
+        argv, prog="python -m benchmarks.pushdown_bench", doc=__doc__,
+        options=((("--differ",), {"type": float, "default": 0.05, "help": "share of ids that differ (default 0.05)"}),
+                 (("--floor-rows",), {"type": int, "default": 0,
+                                      "help": "measure only the server floor on N synthetic rows"})),
+        run=lambda data, args: (floor_only(data, args.floor_rows, args.differ, args.repeat) if args.floor_rows
+                                else bench_pushdown(data, args.differ, args.repeat)))
 
 
 if __name__ == "__main__":

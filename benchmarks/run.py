@@ -767,6 +767,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+
+def central_main(argv: list[str] | None, *, prog: str, doc: str, run: Callable[[Data, argparse.Namespace], Result],
+                 options: tuple[tuple[tuple, dict], ...] = (), repeat: int = 3, rows_help: str = "central invoices",
+                 instead: Callable[[argparse.Namespace], Result | None] | None = None) -> int:
+    """The ``main()`` of a benchmark over one central store: the common options (``--rows``,
+    ``--pg-url``, ``--repeat``, ``--seed``, ``--data-dir``, ``--json``) and the benchmark's own
+    (``options``: ``add_argument`` arguments), the machine line, the store (:class:`Data`, dropped
+    at the end), the report and the JSON file; exit status 2 when the run met an error.
+    ``run(data, args)`` measures; ``instead(args)``, when it returns a result, replaces the
+    whole run (a variant that needs no central store)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000, help=f"{rows_help} (default 1,000,000)")
+    for args, kwargs in options:
+        p.add_argument(*args, **kwargs)
+    p.add_argument("--pg-url", default=os.environ.get("INVOICEKIT_BENCH_PG_URL", DEFAULT_PG_URL))
+    p.add_argument("--repeat", type=int, default=repeat)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--data-dir", default=DATA_DIR)
+    p.add_argument("--json", metavar="PATH")
+    args = p.parse_args(argv)
+    res = instead(args) if instead is not None else None
+    if res is not None:
+        report(res)
+        return 2 if res.error else 0
+    info = machine()
+    data = Data(args.rows, args.seed, args.pg_url, args.data_dir)
+    info["postgresql"] = data.pg_server_version()
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    t_start = time.perf_counter()
+    try:
+        res = run(data, args)
+        res.notes.append(f"load average at the end (1, 5, 15 min): {os.getloadavg()} on {info['nproc']} cores")
+    finally:
+        data.drop()
+    report(res)
+    setup = ", ".join(f"{k}={v:.1f}" for k, v in data.setup_times.items())
+    print(f"   total wall time {time.perf_counter() - t_start:.0f} s; setup {setup}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"machine": info, "args": {k: v for k, v in vars(args).items() if k != "json"},
+                       "setup": data.setup_times, "results": [res.as_dict()],
+                       **({"hot": res.hot} if hasattr(res, "hot") else {})}, fh, indent=2, default=str)
+    return 2 if res.error else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()

@@ -34,7 +34,6 @@ The central store is ``benchmarks/run.py``'s (``make_invoices(--rows)`` written 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -275,43 +274,16 @@ def sqlite_marker_cost(rows: int, repeat: int) -> R.Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.snapshot_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--changed", type=float, default=0.01)
-    p.add_argument("--push", type=int, default=100_000)
-    p.add_argument("--pg-url", default=os.environ.get("INVOICEKIT_BENCH_PG_URL", R.DEFAULT_PG_URL))
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--skip-hot", action="store_true", help="leave out the HOT check (four pushes)")
-    p.add_argument("--seed", type=int, default=R.SEED)
-    p.add_argument("--data-dir", default=R.DATA_DIR)
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--sqlite-rows", type=int, default=0,
-                   help="instead: what the marker costs writes to a SQLite central store of this many invoices")
-    args = p.parse_args(argv)
-    if args.sqlite_rows:
-        res = sqlite_marker_cost(args.sqlite_rows, args.repeat)
-        R.report(res)
-        return 0
-    info = R.machine()
-    data = R.Data(args.rows, args.seed, args.pg_url, args.data_dir)
-    info["postgresql"] = data.pg_server_version()
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    t_start = time.perf_counter()
-    try:
-        res = bench_snapshot(data, args.changed, min(args.push, args.rows // 5), args.repeat, hot=not args.skip_hot)
-        res.notes.append(f"load average at the end (1/5/15 min): {os.getloadavg()} on {info['nproc']} cores")
-    finally:
-        data.drop()
-    R.report(res)
-    setup = ", ".join(f"{k}={v:.1f}" for k, v in data.setup_times.items())
-    print(f"   total wall time {time.perf_counter() - t_start:.0f} s; setup {setup}")
-    if args.json:
-        import json
-
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"machine": info, "rows": args.rows, "setup": data.setup_times, "results": [res.as_dict()],
-                       "hot": getattr(res, "hot", None)}, fh, indent=2)
-    return 2 if res.error else 0
+    return R.central_main(
+        argv, prog="python -m benchmarks.snapshot_bench", doc=__doc__,
+        options=((("--changed",), {"type": float, "default": 0.01}),
+                 (("--push",), {"type": int, "default": 100_000}),
+                 (("--skip-hot",), {"action": "store_true", "help": "leave out the HOT check (four pushes)"}),
+                 (("--sqlite-rows",), {"type": int, "default": 0, "help": "instead: what the marker costs writes "
+                                       "to a SQLite central store of this many invoices"})),
+        instead=lambda args: sqlite_marker_cost(args.sqlite_rows, args.repeat) if args.sqlite_rows else None,
+        run=lambda data, args: bench_snapshot(data, args.changed, min(args.push, args.rows // 5), args.repeat,
+                                              hot=not args.skip_hot))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import json
 import uuid
 
 import pandas as pd
-import psycopg
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -76,7 +75,8 @@ def _with_items(s: ik.InvoiceSet, texts: list[str]) -> tuple[ik.InvoiceSet, pa.T
     nul = frame["description"].fillna("").str.contains("\x00", regex=False).astype(bool)
     bad = set(frame.loc[frame[["quantity", "unit_price", "line_total"]].isna().any(axis=1) | nul, "invoice_id"])
     keep = ~inv["id"].isin(bad)
-    lines = lines.filter(pa.compute.invert(pa.compute.is_in(lines.column("invoice_id"), value_set=pa.array(sorted(bad), pa.string()))))
+    refused = pa.array(sorted(bad), pa.string())
+    lines = lines.filter(pa.compute.invert(pa.compute.is_in(lines.column("invoice_id"), value_set=refused)))
     frame = lines.to_pandas(types_mapper=pd.ArrowDtype)
     return ik.InvoiceSet(inv[keep].reset_index(drop=True), frame), lines
 
@@ -184,8 +184,11 @@ def test_sample_invoices_are_derived_and_keep_nothing(central_pg_url):
     ik.init_db(central_pg_url)
     s = make_invoices(300, seed=2)
     first, second = s.invoices["id"].iloc[:150], s.invoices["id"].iloc[150:]
-    part = lambda ids: ik.InvoiceSet(s.invoices[s.invoices["id"].isin(ids)].reset_index(drop=True),
-                                     s.lines[s.lines["invoice_id"].isin(ids)].reset_index(drop=True))
+
+    def part(ids) -> ik.InvoiceSet:
+        return ik.InvoiceSet(s.invoices[s.invoices["id"].isin(ids)].reset_index(drop=True),
+                             s.lines[s.lines["invoice_id"].isin(ids)].reset_index(drop=True))
+
     ik.write_central(part(first), central_pg_url)
     assert len(push_created(store, part(second))) == 150
     assert view_lines(store) == as_rows(s.lines)

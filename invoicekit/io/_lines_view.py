@@ -59,8 +59,9 @@ _FUNCTIONS = [
 #: fails on a JSON object)
 _ITEMS = """
 FROM invoices i LEFT JOIN invoicekit_kept k ON k.invoice_id = i.id
-CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN k.invoice_id IS NULL AND left(ltrim(i.line_items_text, E' \\t\\n\\r'), 1) = '['
-                                               THEN i.line_items_text::jsonb END)
+CROSS JOIN LATERAL jsonb_array_elements(
+       CASE WHEN k.invoice_id IS NULL AND left(ltrim(i.line_items_text, E' \\t\\n\\r'), 1) = '['
+            THEN i.line_items_text::jsonb END)
      WITH ORDINALITY AS e(item, line_no)
 """
 
@@ -144,7 +145,8 @@ _UPGRADE = [
     f"""CREATE TEMP TABLE ik_derived ON COMMIT DROP AS
         {_DERIVED_SAFE.replace("FROM invoices i", "FROM invoices i JOIN ik_readable r ON r.id = i.id")}""",
     f"""INSERT INTO invoicekit_kept (invoice_id, reason)
-        SELECT id, {_literal(KEPT_BY_UPGRADE)} FROM invoices i WHERE NOT EXISTS (SELECT 1 FROM ik_readable r WHERE r.id = i.id)
+        SELECT id, {_literal(KEPT_BY_UPGRADE)} FROM invoices i
+        WHERE NOT EXISTS (SELECT 1 FROM ik_readable r WHERE r.id = i.id)
         UNION
         SELECT coalesce(o.invoice_id, d.invoice_id), {_literal(KEPT_BY_UPGRADE)}
         FROM invoice_lines o FULL JOIN ik_derived d ON d.invoice_id = o.invoice_id AND d.line_no = o.line_no
@@ -154,7 +156,8 @@ _UPGRADE = [
     # an invoice kept for its text may have no stored lines; one kept for a stored line whose
     # invoice is gone (only possible before version 5) has no invoice: both are harmless
     f"""INSERT INTO invoicekit_kept_lines ({_COLS})
-        SELECT {_COLS} FROM invoice_lines o WHERE EXISTS (SELECT 1 FROM invoicekit_kept k WHERE k.invoice_id = o.invoice_id)""",
+        SELECT {_COLS} FROM invoice_lines o
+        WHERE EXISTS (SELECT 1 FROM invoicekit_kept k WHERE k.invoice_id = o.invoice_id)""",
 ]
 
 # a store whose signed identities were turned on before this version: the push role reads
@@ -248,7 +251,8 @@ _ODD_TEXT = (r"'(?i)\\u0000|\\u00[2-7][0-9a-f]|,\s*[\]}]|[\[:,]\s*-?(?:nan|inf)"
              r"|[\[:,]\s*-?(?:[0-9]{11}|[0-9]+\.[0-9]{4}|[0-9][0-9.]*e)'")
 #: an amount both read alike: a plain decimal, as a JSON number or a JSON string (``{d}``:
 #: integer digits at most)
-_PLAIN = r"""regexp_full_match(coalesce({f}::VARCHAR, ''), '(-?[0-9]{{1,{d}}}(\.[0-9]+)?)|"(-?[0-9]{{1,{d}}}(\.[0-9]+)?)"')"""
+_PLAIN = (r"""regexp_full_match(coalesce({f}::VARCHAR, ''), """
+          r"""'(-?[0-9]{{1,{d}}}(\.[0-9]+)?)|"(-?[0-9]{{1,{d}}}(\.[0-9]+)?)"')""")
 #: each item's three fields as DuckDB re-serialises them (NULL: missing or JSON null)
 _FIELDS = '[{"description":"JSON","quantity":"JSON","unit_price":"JSON"}]'
 
@@ -263,8 +267,8 @@ def _occurrences(key: str) -> str:
 _KEPT_SQL = f"""
 WITH texts AS (
   SELECT id, t,
-    coalesce(CASE WHEN json_valid(t) THEN json_type(t) END = 'ARRAY', false) AND NOT regexp_matches(t, {_ODD_TEXT})
-      AS clean,
+    coalesce(CASE WHEN json_valid(t) THEN json_type(t) END = 'ARRAY', false)
+      AND NOT regexp_matches(t, {_ODD_TEXT}) AS clean,
     {_occurrences("description")} AS n_d, {_occurrences("quantity")} AS n_q, {_occurrences("unit_price")} AS n_p
   FROM inv
 ), elems AS (
