@@ -956,12 +956,11 @@ def _pushed_down(local: InvoiceSet, store: Any, *, fields: bool) -> Reconciliati
         aside = pool.submit(_local_side, loc, base)
         diff = compare_keys(store, keys)
         base_keys = aside.result()
-    mine = diff.filter(diff.column("in_local"))
-    # rows compared in full: the ids the store returned, and rows without an id (never staged)
-    busy = pc.or_(pc.is_in(loc.column("id"), value_set=mine.column("id")), pc.is_null(loc.column("id")))
-    busy = _flat(busy)
-    others = diff.filter(pc.invert(diff.column("in_local")))
-    with ThreadPoolExecutor(1, thread_name_prefix="invoicekit-pushdown") as pool:
+        mine = diff.filter(diff.column("in_local"))
+        # rows compared in full: the ids the store returned, and rows without an id (never staged)
+        busy = pc.or_(pc.is_in(loc.column("id"), value_set=mine.column("id")), pc.is_null(loc.column("id")))
+        busy = _flat(busy)
+        others = diff.filter(pc.invert(diff.column("in_local")))
         only = pool.submit(_central_only_rows, others, base)  # beside the fetch and the comparison
         central = read_central(store, ids=mine.filter(mine.column("in_central")).column("id"))
         part = local.with_invoices(to_frame(loc.filter(busy), INVOICE_SCHEMA))

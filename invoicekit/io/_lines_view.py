@@ -35,6 +35,11 @@ __all__ = ["MIGRATION", "WRITE_KEPT", "PUSH_KEPT", "kept_ids"]
 #: columns the view and the kept lines share with the version-10 table
 _COLS = "invoice_id, line_no, description, quantity, unit_price, line_total"
 
+
+def _of(alias: str) -> str:
+    """:data:`_COLS` of the relation ``alias``."""
+    return ", ".join(f"{alias}.{c}" for c in _COLS.split(", "))
+
 # exact decimals, NULL (never an error) for text that is not a plain decimal in range (the
 # upgrade's derivation); the functions are inlined into its query (LANGUAGE sql, IMMUTABLE;
 # PostgreSQL drops a function result's type modifier, so the query casts)
@@ -89,7 +94,7 @@ SELECT i.id AS invoice_id, e.line_no::integer AS line_no, e.item->>'description'
 
 _VIEW = f"""CREATE VIEW invoice_lines AS {DERIVED}
 UNION ALL
-SELECT {', '.join('l.' + c for c in _COLS.split(', '))}
+SELECT {_of("l")}
 FROM invoicekit_kept_lines l JOIN invoices i ON i.id = l.invoice_id"""
 
 _KEPT_TABLES = [
@@ -98,14 +103,11 @@ _KEPT_TABLES = [
             reason TEXT NOT NULL,
             kept_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )""",
+    # the version-10 table's columns, types and NOT NULLs (taken from it, before it goes)
     """CREATE TABLE IF NOT EXISTS invoicekit_kept_lines (
-            invoice_id TEXT NOT NULL REFERENCES invoicekit_kept(invoice_id) ON DELETE CASCADE,
-            line_no INTEGER NOT NULL,
-            description TEXT,
-            quantity NUMERIC(12,3) NOT NULL,
-            unit_price NUMERIC(12,2) NOT NULL,
-            line_total NUMERIC(12,2) NOT NULL,
-            PRIMARY KEY (invoice_id, line_no)
+            LIKE invoice_lines,
+            PRIMARY KEY (invoice_id, line_no),
+            FOREIGN KEY (invoice_id) REFERENCES invoicekit_kept(invoice_id) ON DELETE CASCADE
         )""",
 ]
 
@@ -128,8 +130,7 @@ _UPGRADE = [
     """DO $$ BEGIN
          BEGIN
            INSERT INTO ik_readable SELECT id FROM invoices WHERE jsonb_typeof(line_items_text::jsonb) = 'array';
-         EXCEPTION WHEN others THEN
-           DELETE FROM ik_readable;
+         EXCEPTION WHEN others THEN  -- (the block's insert is rolled back)
            DECLARE r record; BEGIN
              FOR r IN SELECT id, line_items_text FROM invoices LOOP
                BEGIN
@@ -231,7 +232,7 @@ PUSH_KEPT = [
     "DELETE FROM invoicekit_kept k USING ik_applied a WHERE a.lines_changed AND k.invoice_id = a.id",
     f"INSERT INTO invoicekit_kept (invoice_id, reason) SELECT s.id, {_literal(KEPT_BY_WRITE)} FROM ik_push_kept s "
     "JOIN ik_applied a ON a.id = s.id AND a.lines_changed",
-    f"INSERT INTO invoicekit_kept_lines ({_COLS}) SELECT {', '.join('s.' + c for c in _COLS.split(', '))} "
+    f"INSERT INTO invoicekit_kept_lines ({_COLS}) SELECT {_of('s')} "
     "FROM ik_push_lines s JOIN ik_applied a ON a.id = s.invoice_id AND a.lines_changed",
 ]
 #: the staging tables of the kept invoices and their lines, per write kind
@@ -265,7 +266,9 @@ def _occurrences(key: str) -> str:
 
 
 _KEPT_SQL = f"""
-WITH texts AS (
+WITH inv AS (
+  SELECT id, line_items AS t FROM items
+), texts AS (
   SELECT id, t,
     coalesce(CASE WHEN json_valid(t) THEN json_type(t) END = 'ARRAY', false)
       AND NOT regexp_matches(t, {_ODD_TEXT}) AS clean,
@@ -296,11 +299,10 @@ def kept_ids(inv: pa.Table, lines: pa.Table) -> pa.Array:
     """Ids of the invoices of ``inv`` (central rows: ``id``, ``line_items_text``) whose lines
     the version-11 view would not derive exactly as ``lines`` (the lines written, columns of
     ``invoice_lines``) has them: their lines are stored as they are. One DuckDB query."""
-    text = inv.column("line_items_text")
-    items = pa.table({"id": inv.column("id"), "line_items": text,
-                      "source": pa.nulls(inv.num_rows, pa.string()), "source_row": pa.nulls(inv.num_rows, pa.int64())})
-    con = _duck.connect(inv=pa.table({"id": inv.column("id"), "t": text}), items=items,
-                        ln=lines.select(list(LINE_SCHEMA.names)).cast(LINE_SCHEMA))
+    n = inv.num_rows  # (the columns explode_lines' query reads)
+    items = pa.table({"id": inv.column("id"), "line_items": inv.column("line_items_text"),
+                      "source": pa.nulls(n, pa.string()), "source_row": pa.nulls(n, pa.int64())})
+    con = _duck.connect(items=items, ln=lines.select(list(LINE_SCHEMA.names)).cast(LINE_SCHEMA))
     try:
         found = _duck.arrow(con, _KEPT_SQL)
     finally:
